@@ -1,0 +1,434 @@
+//! Continuous archiving: sealed WAL segments → the repo.
+//!
+//! A segment is read back from disk and checked record by record, compressed into one
+//! zstd frame, and written with a conditional create under
+//! `wal/{timeline:08}/{first_lsn:020}.wal.zst`. Uploads run concurrently, but segments
+//! join the manifest strictly in lsn order, each starting right after the previous one, so
+//! the archived watermark only moves forward and never over a gap. A local segment is
+//! deleted only once a manifest version that lists it exists.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::codec::{self, Kind};
+use crate::error::{Error, Result};
+use crate::model::pb::{change, Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
+use crate::repo::{index_key, Repo};
+use crate::wal::{self, format};
+
+/// Segment entries kept inline in the manifest before the oldest [`INDEX_CHUNK`] of them
+/// move into an immutable index object.
+pub const INDEX_CHUNK: usize = 1024;
+/// Segments uploaded at once.
+pub const UPLOAD_CONCURRENCY: usize = 4;
+/// Segments published to the manifest per compare-and-swap.
+pub const PUBLISH_BATCH: usize = 64;
+
+/// A segment that is uploaded and ready to be published.
+#[derive(Debug, Clone)]
+pub struct ArchivedSegment {
+    pub entry: SegmentEntry,
+    /// The highest `next` each id generator reaches inside the segment.
+    pub ids: [u64; 9],
+    pub local: Option<PathBuf>,
+}
+
+/// Checks a sealed segment's bytes and describes them.
+pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9])> {
+    let (h, records) = format::read_sealed(data, what)?;
+    let mut ids = [0u64; 9];
+    for r in &records {
+        if let Some(change::Kind::IdAdvance(g)) = &r.change.kind {
+            if let Some(slot) = ids.get_mut(g.category as usize) {
+                *slot = (*slot).max(g.next);
+            }
+        }
+    }
+    // read_sealed refuses an empty segment, so first and last exist.
+    let (first, last) = match (records.first(), records.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return Err(Error::corrupt(what, 0, "segment holds no records")),
+    };
+    Ok((
+        SegmentEntry {
+            timeline: h.timeline,
+            first_lsn: first.lsn,
+            last_lsn: last.lsn,
+            first_epoch: first.epoch,
+            last_epoch: last.epoch,
+            raw_size: data.len() as u64,
+            stored_size: 0,
+            payload_crc32: crc32fast::hash(data),
+            archived_at_ms: 0,
+        },
+        ids,
+    ))
+}
+
+/// Uploads one sealed local segment (not yet published).
+pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment> {
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| Error::io(path, e))?;
+    let what = path.display().to_string();
+    let (mut entry, ids, z) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (entry, ids) = summarize(&data, &what)?;
+        let z = codec::compress(&data)?;
+        Ok((entry, ids, z))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("compression task: {e}")))??;
+    entry.stored_size = z.len() as u64;
+    entry.archived_at_ms = repo.clock().now_ms();
+    repo.put_new(&entry.key(), Bytes::from(z)).await?;
+    Ok(ArchivedSegment {
+        entry,
+        ids,
+        local: Some(path.to_path_buf()),
+    })
+}
+
+/// Adds uploaded segments to the manifest, in order. A segment already listed with the
+/// same checksum is skipped (an earlier attempt published it); one that does not start
+/// right after the archived end is refused.
+pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> {
+    let m = repo
+        .update_manifest(|m| {
+            let mut changed = false;
+            for s in segs {
+                let e = &s.entry;
+                let tl = m.timeline_mut(e.timeline);
+                let (last_lsn, _) = tl.last();
+                if e.last_lsn <= last_lsn {
+                    match tl.segments.iter().find(|x| x.first_lsn == e.first_lsn) {
+                        Some(x) if x.payload_crc32 == e.payload_crc32 && x.last_lsn == e.last_lsn => continue,
+                        Some(_) => {
+                            return Err(Error::Fenced(format!(
+                                "segment {} of timeline {} is already archived with different content; another writer is active on this timeline",
+                                e.first_lsn, e.timeline
+                            )))
+                        }
+                        // Older than the inline entries: archived long ago.
+                        None if e.last_lsn < tl.segments.first().map_or(u64::MAX, |x| x.first_lsn) => continue,
+                        None => {
+                            return Err(Error::Fenced(format!(
+                                "segment lsn {}..={} of timeline {} overlaps the archive, which ends at lsn {last_lsn}",
+                                e.first_lsn, e.last_lsn, e.timeline
+                            )))
+                        }
+                    }
+                }
+                if e.first_lsn != last_lsn + 1 {
+                    return Err(Error::InvalidInput(format!(
+                        "segment {} of timeline {} starts at lsn {} but the archive ends at lsn {last_lsn}; the records between are missing from the WAL directory",
+                        e.key(),
+                        e.timeline,
+                        e.first_lsn
+                    )));
+                }
+                tl.segments.push(e.clone());
+                m.raise_id_high_water(&s.ids);
+                changed = true;
+            }
+            Ok(changed)
+        })
+        .await?;
+    compact_index(repo, &m).await
+}
+
+/// Moves the oldest inline segment entries of a timeline into an index object once there
+/// are enough of them, keeping the manifest small however long the history.
+async fn compact_index(repo: &Repo, m: &Manifest) -> Result<Manifest> {
+    let mut m = m.clone();
+    let tls: Vec<u32> = m
+        .timelines
+        .iter()
+        .filter(|t| t.segments.len() >= 2 * INDEX_CHUNK)
+        .map(|t| t.id)
+        .collect();
+    for tl_id in tls {
+        let Some(tl) = m.timeline(tl_id) else {
+            continue;
+        };
+        let run: Vec<SegmentEntry> = tl.segments[..INDEX_CHUNK].to_vec();
+        let first = run[0].first_lsn;
+        let chunk = SegmentIndexChunk {
+            segments: run.clone(),
+        };
+        let (_, object_size) = repo
+            .put_message(&index_key(tl_id, first), Kind::SegmentIndex, &chunk)
+            .await?;
+        let last = &run[run.len() - 1];
+        let r = SegmentChunkRef {
+            first_lsn: first,
+            last_lsn: last.last_lsn,
+            first_epoch: run[0].first_epoch,
+            last_epoch: last.last_epoch,
+            count: run.len() as u32,
+            raw_size: run.iter().map(|s| s.raw_size).sum(),
+            stored_size: run.iter().map(|s| s.stored_size).sum(),
+            object_size,
+        };
+        m = repo
+            .update_manifest(|m| {
+                let tl = m.timeline_mut(tl_id);
+                if tl.segments.len() < INDEX_CHUNK || tl.segments[0].first_lsn != first {
+                    return Ok(false);
+                }
+                tl.segments.drain(..INDEX_CHUNK);
+                tl.chunks.push(r.clone());
+                Ok(true)
+            })
+            .await?;
+        debug!(
+            timeline = tl_id,
+            first_lsn = first,
+            "moved {INDEX_CHUNK} segment entries into an index object"
+        );
+    }
+    Ok(m)
+}
+
+/// Every archived segment entry of a timeline, reading index objects as needed, limited
+/// to those that may hold records in (after_lsn, ..] with epoch <= max_epoch.
+pub async fn segment_entries(
+    repo: &Repo,
+    m: &Manifest,
+    timeline: u32,
+    after_lsn: u64,
+    max_epoch: u64,
+) -> Result<Vec<SegmentEntry>> {
+    let Some(tl) = m.timeline(timeline) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let wanted = |last_lsn: u64, first_epoch: u64| last_lsn > after_lsn && first_epoch <= max_epoch;
+    let chunks: Vec<&SegmentChunkRef> = tl
+        .chunks
+        .iter()
+        .filter(|c| wanted(c.last_lsn, c.first_epoch))
+        .collect();
+    let fetched: Vec<SegmentIndexChunk> = futures::stream::iter(chunks)
+        .map(|c| {
+            let key = index_key(timeline, c.first_lsn);
+            async move {
+                repo.get_message::<SegmentIndexChunk>(&key, Kind::SegmentIndex)
+                    .await
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    for c in fetched {
+        out.extend(
+            c.segments
+                .into_iter()
+                .filter(|s| wanted(s.last_lsn, s.first_epoch)),
+        );
+    }
+    out.extend(
+        tl.segments
+            .iter()
+            .filter(|s| wanted(s.last_lsn, s.first_epoch))
+            .cloned(),
+    );
+    Ok(out)
+}
+
+/// Fetches an archived segment and checks it against its manifest entry, every record's
+/// checksum and its lsn range.
+pub async fn fetch_segment(repo: &Repo, e: &SegmentEntry) -> Result<Vec<format::Record>> {
+    let key = e.key();
+    let z = repo.get(&key).await?;
+    let e = e.clone();
+    tokio::task::spawn_blocking(move || {
+        let data = codec::decompress(&z, &key)?;
+        if data.len() as u64 != e.raw_size || crc32fast::hash(&data) != e.payload_crc32 {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "segment does not match the size and checksum the manifest recorded",
+            ));
+        }
+        let (h, records) = format::read_sealed(&data, &key)?;
+        let last = records.last().map(|r| r.lsn).unwrap_or(0);
+        if h.first_lsn != e.first_lsn || last != e.last_lsn || h.timeline != e.timeline {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "segment's lsn range differs from its manifest entry",
+            ));
+        }
+        Ok(records)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("segment decode task: {e}")))?
+}
+
+/// What one archiving pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    pub segments: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    /// The archive's end after the pass, for the timelines touched.
+    pub archived_lsn: u64,
+    pub archived_epoch: u64,
+}
+
+/// Ships every sealed segment of a WAL directory that the repo does not hold yet, and
+/// deletes the local copies the manifest lists.
+pub async fn archive_dir(repo: &Repo, wal_dir: &Path) -> Result<ArchiveReport> {
+    let sealed: Vec<wal::SegmentFile> = wal::list_segments(wal_dir)?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .collect();
+    let mut report = ArchiveReport::default();
+    if sealed.is_empty() {
+        return Ok(report);
+    }
+    let m = repo.load_manifest().await?.unwrap_or_default();
+    // Segments the manifest already covers are deleted; the rest are uploaded.
+    let mut todo = Vec::new();
+    for (i, s) in sealed.iter().enumerate() {
+        let tl_last = m.timeline(s.timeline).map_or(0, |t| t.last().0);
+        let next_first = sealed
+            .get(i + 1)
+            .filter(|n| n.timeline == s.timeline)
+            .map(|n| n.first_lsn);
+        match next_first {
+            Some(n) if n - 1 <= tl_last => remove_local(&s.path)?,
+            _ => todo.push(s.clone()),
+        }
+    }
+    let mut uploads = futures::stream::iter(todo.into_iter().map(|s| {
+        let repo = repo.clone();
+        async move { upload_segment(&repo, &s.path).await }
+    }))
+    .buffered(UPLOAD_CONCURRENCY);
+    let mut batch = Vec::new();
+    loop {
+        let next = uploads.next().await.transpose()?;
+        let done = next.is_none();
+        if let Some(s) = next {
+            batch.push(s);
+        }
+        if batch.len() >= PUBLISH_BATCH || (done && !batch.is_empty()) {
+            let m = publish(repo, &batch).await?;
+            for s in &batch {
+                report.segments += 1;
+                report.raw_bytes += s.entry.raw_size;
+                report.stored_bytes += s.entry.stored_size;
+                if let Some(p) = &s.local {
+                    remove_local(p)?;
+                }
+                if let Some(tl) = m.timeline(s.entry.timeline) {
+                    (report.archived_lsn, report.archived_epoch) = tl.last();
+                }
+            }
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    if report.segments > 0 {
+        info!(
+            segments = report.segments,
+            bytes = report.stored_bytes,
+            archived_lsn = report.archived_lsn,
+            "archived WAL segments"
+        );
+    }
+    Ok(report)
+}
+
+fn remove_local(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+/// The archiver's progress, as last observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveStatus {
+    pub archived_lsn: u64,
+    pub archived_epoch: u64,
+    pub segments: u64,
+    pub stored_bytes: u64,
+    pub last_error: Option<String>,
+}
+
+/// A running archiver task.
+pub struct Archiver {
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<ArchiveStatus>,
+}
+
+impl Archiver {
+    /// Archives `wal_dir` whenever `sealed` changes, and every `poll` in any case.
+    pub fn spawn(
+        repo: Repo,
+        wal_dir: PathBuf,
+        mut sealed: watch::Receiver<u64>,
+        poll: Duration,
+    ) -> Archiver {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(ArchiveStatus::default());
+        let task = tokio::spawn(async move {
+            let mut backoff = poll;
+            loop {
+                let stopping = *stop_rx.borrow();
+                let r = archive_dir(&repo, &wal_dir).await;
+                status_tx.send_modify(|st| match &r {
+                    Ok(rep) => {
+                        if rep.segments > 0 {
+                            st.archived_lsn = rep.archived_lsn;
+                            st.archived_epoch = rep.archived_epoch;
+                            st.segments += rep.segments;
+                            st.stored_bytes += rep.stored_bytes;
+                        }
+                        st.last_error = None;
+                    }
+                    Err(e) => st.last_error = Some(e.to_string()),
+                });
+                match &r {
+                    Ok(_) => backoff = poll,
+                    Err(e) => {
+                        warn!(error = %e, "archiving failed; will retry");
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+                if stopping {
+                    break;
+                }
+                tokio::select! {
+                    _ = sealed.changed() => {}
+                    _ = stop_rx.changed() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        });
+        Archiver { task, stop, status }
+    }
+
+    pub fn status(&self) -> watch::Receiver<ArchiveStatus> {
+        self.status.clone()
+    }
+
+    /// Runs one last pass and stops. Returns the final status.
+    pub async fn stop(self) -> ArchiveStatus {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let st = self.status.borrow().clone();
+        st
+    }
+}

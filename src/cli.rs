@@ -1,0 +1,481 @@
+//! The `metapitr` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::clock;
+use crate::epoch;
+use crate::error::{Error, ErrorKind, Result};
+use crate::repo::Repo;
+use crate::restore::{self, Target};
+use crate::sim::{self, RunOptions, SimConfig, TruthOptions};
+use crate::snapshot;
+use crate::store::TargetStore;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "metapitr",
+    version,
+    about = "Point-in-time recovery for streaming-database metadata"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RepoArg {
+    /// The repo: file:///dir (or a path), s3://bucket/prefix, memory://.
+    #[arg(long, env = "METAPITR_REPO")]
+    pub repo: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Convert an epoch to its UTC time, or a time (RFC 3339) to its epoch.
+    Epoch {
+        value: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ship sealed WAL segments of a directory to the repo.
+    Archive {
+        #[arg(long)]
+        wal_dir: PathBuf,
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Recover the directory (if no writer holds it), seal its tail, archive everything
+        /// and exit.
+        #[arg(long)]
+        once: bool,
+        /// How often to look for sealed segments when running continuously.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+    },
+    /// Create, list and delete base snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
+    /// Restore the metadata as of an epoch into a fresh meta store.
+    Restore(RestoreArgs),
+    /// Write the metadata as of an epoch as JSONL.
+    Export {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// An epoch or an RFC 3339 time.
+        #[arg(long)]
+        at_epoch: String,
+        #[arg(long)]
+        timeline: Option<u32>,
+        /// Output file (stdout by default).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the meta-service simulator with continuous archiving.
+    Simulate(SimulateArgs),
+    /// Simulate, restore between two snapshots, and check the result against the truth.
+    Demo {
+        /// Working directory (a fresh temporary one by default, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 3000)]
+        epochs: u64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Take a snapshot from the repo alone (newest snapshot + archived WAL), no service needed.
+    Create {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The epoch to snapshot (an epoch or RFC 3339 time); the newest archived by default.
+        #[arg(long)]
+        at_epoch: Option<String>,
+        #[arg(long)]
+        timeline: Option<u32>,
+    },
+    /// List snapshots (the columns of rw_catalog.rw_meta_snapshot).
+    List {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete snapshots by id.
+    Delete {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["target_epoch", "target_time", "snapshot_id", "latest"])))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[arg(long)]
+    pub target_epoch: Option<u64>,
+    /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC).
+    #[arg(long)]
+    pub target_time: Option<String>,
+    #[arg(long)]
+    pub snapshot_id: Option<u64>,
+    #[arg(long)]
+    pub latest: bool,
+    /// dir:PATH, jsonl:PATH or jsonl:-
+    #[arg(long)]
+    pub target_store: String,
+    #[arg(long)]
+    pub timeline: Option<u32>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Overwrite a non-empty target.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[arg(long)]
+    pub wal_dir: PathBuf,
+    #[arg(long)]
+    pub epochs: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub epoch_interval_ms: u64,
+    /// Take a snapshot every N epochs.
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Write the simulator's own state as DIR/<epoch>.jsonl every --truth-every epochs.
+    #[arg(long)]
+    pub truth_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    pub truth_every: u64,
+    /// Skip fsync (faster; acknowledged commits may be lost on a machine crash).
+    #[arg(long)]
+    pub no_sync: bool,
+}
+
+/// Runs the CLI; errors are printed with what to do and mapped to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e.kind() {
+                ErrorKind::InvalidInput => 2,
+                ErrorKind::Corruption => 3,
+                ErrorKind::NotFound => 4,
+                ErrorKind::Fenced => 5,
+                ErrorKind::Unavailable => 6,
+                ErrorKind::Internal => 1,
+            })
+        }
+    }
+}
+
+fn open_repo(r: &RepoArg) -> Result<Repo> {
+    Repo::open(&r.repo, clock::system())
+}
+
+fn out(s: impl AsRef<str>) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{}", s.as_ref()).map_err(|e| Error::io("<stdout>", e))
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Epoch { value, json } => {
+            let v = value.trim();
+            let (e, is_epoch) = match v.parse::<u64>() {
+                Ok(e) => (e, true),
+                Err(_) => (epoch::from_unix_ms(epoch::parse_time_ms(v)?), false),
+            };
+            if json {
+                out(json!({"epoch": e, "timestamp": epoch::format(e), "unix_ms": epoch::to_unix_ms(e)}).to_string())
+            } else if is_epoch {
+                out(epoch::format(e))
+            } else {
+                out(e.to_string())
+            }
+        }
+        Command::Archive {
+            wal_dir,
+            repo,
+            once,
+            poll_ms,
+        } => {
+            let repo = open_repo(&repo)?;
+            if once {
+                seal_crashed_tail(&wal_dir).await?;
+                let r = crate::archive::archive_dir(&repo, &wal_dir).await?;
+                return out(format!(
+                    "archived {} segments ({}), archive ends at lsn {} epoch {}",
+                    r.segments,
+                    human_bytes(r.stored_bytes),
+                    r.archived_lsn,
+                    r.archived_epoch
+                ));
+            }
+            loop {
+                match crate::archive::archive_dir(&repo, &wal_dir).await {
+                    Ok(r) if r.segments > 0 => out(format!(
+                        "archived {} segments, archive ends at epoch {} ({})",
+                        r.segments,
+                        r.archived_epoch,
+                        epoch::format(r.archived_epoch)
+                    ))?,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        tracing::warn!(error = %e, "archiving failed; retrying")
+                    }
+                    Err(e) => return Err(e),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(poll_ms)).await;
+            }
+        }
+        Command::Snapshot { cmd } => snapshot_cmd(cmd).await,
+        Command::Restore(a) => restore_cmd(a).await,
+        Command::Export {
+            repo,
+            at_epoch,
+            timeline,
+            output,
+        } => {
+            let repo = open_repo(&repo)?;
+            let e = epoch::parse_epoch_or_time(&at_epoch)?;
+            let (_, state) = restore::materialize(&repo, timeline, Target::Epoch(e)).await?;
+            let target = match output {
+                Some(p) => TargetStore::Jsonl(p),
+                None => TargetStore::Stdout,
+            };
+            target.prepare(true)?;
+            target.write(&state)
+        }
+        Command::Simulate(a) => {
+            let opts = RunOptions {
+                sim: SimConfig {
+                    seed: a.seed,
+                    epoch_interval_ms: a.epoch_interval_ms,
+                    ..Default::default()
+                },
+                epochs: a.epochs,
+                snapshot_every: a.snapshot_every,
+                truth: a.truth_dir.map(|dir| TruthOptions {
+                    dir,
+                    every: a.truth_every,
+                }),
+                recorder: crate::recorder::RecorderOptions {
+                    wal: crate::wal::WalOptions {
+                        sync: !a.no_sync,
+                        ..Default::default()
+                    },
+                    snapshot_every_ms: None,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let r = sim::run(&a.repo.repo, &a.wal_dir, opts).await?;
+            out(format!(
+                "simulated {} epochs ({} .. {}), {} records in {:.2?}; archived {} segments ({}); {} snapshots; {} truth files",
+                r.epochs,
+                epoch::format(r.first_epoch),
+                epoch::format(r.last_epoch),
+                r.records,
+                t.elapsed(),
+                r.archive.segments,
+                human_bytes(r.archive.stored_bytes),
+                r.snapshots.len(),
+                r.truth_files.len()
+            ))
+        }
+        Command::Demo { dir, epochs, seed } => crate::demo::run(dir, epochs, seed).await,
+    }
+}
+
+/// For `archive --once`: if no writer holds the directory, recover it (truncating a torn
+/// tail) and seal the active segment so that it can be shipped.
+async fn seal_crashed_tail(dir: &std::path::Path) -> Result<()> {
+    let segs = crate::wal::list_segments(dir)?;
+    let Some(open) = segs.iter().find(|s| !s.sealed) else {
+        return Ok(());
+    };
+    match crate::wal::Wal::open(
+        dir,
+        open.timeline,
+        open.first_lsn,
+        Default::default(),
+        clock::system(),
+    ) {
+        Ok(w) => w.close().await,
+        Err(Error::Locked(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn snapshot_cmd(cmd: SnapshotCmd) -> Result<()> {
+    match cmd {
+        SnapshotCmd::Create {
+            repo,
+            at_epoch,
+            timeline,
+        } => {
+            let repo = open_repo(&repo)?;
+            let target = match at_epoch {
+                Some(s) => Target::Epoch(epoch::parse_epoch_or_time(&s)?),
+                None => Target::Latest,
+            };
+            let (_, state) = restore::materialize(&repo, timeline, target).await?;
+            let e = snapshot::upload(&repo, &state).await?;
+            out(format!(
+                "snapshot {} at epoch {} ({}), {}",
+                e.id,
+                e.max_committed_epoch,
+                epoch::format(e.max_committed_epoch),
+                human_bytes(e.stored_size)
+            ))
+        }
+        SnapshotCmd::List { repo, json } => {
+            let repo = open_repo(&repo)?;
+            let list = snapshot::list(&repo).await?;
+            if json {
+                let v: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "id": s.id,
+                            "safe_epoch": s.safe_epoch,
+                            "safe_epoch_ts": epoch::format(s.safe_epoch),
+                            "max_committed_epoch": s.max_committed_epoch,
+                            "max_committed_epoch_ts": epoch::format(s.max_committed_epoch),
+                            "size": s.stored_size,
+                            "timeline": s.timeline,
+                            "keep": s.keep,
+                        })
+                    })
+                    .collect();
+                return out(serde_json::Value::Array(v).to_string());
+            }
+            out(format!(
+                "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10}",
+                "id",
+                "safe_epoch",
+                "safe_epoch_ts",
+                "max_committed_epoch",
+                "max_committed_epoch_ts",
+                "size"
+            ))?;
+            for s in list {
+                out(format!(
+                    "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10}",
+                    s.id,
+                    s.safe_epoch,
+                    epoch::format(s.safe_epoch),
+                    s.max_committed_epoch,
+                    epoch::format(s.max_committed_epoch),
+                    human_bytes(s.stored_size)
+                ))?;
+            }
+            Ok(())
+        }
+        SnapshotCmd::Delete { repo, ids } => {
+            let repo = open_repo(&repo)?;
+            let removed = snapshot::delete(&repo, &ids).await?;
+            out(format!("deleted {} snapshots", removed.len()))
+        }
+    }
+}
+
+async fn restore_cmd(a: RestoreArgs) -> Result<()> {
+    let repo = open_repo(&a.repo)?;
+    let target = if let Some(e) = a.target_epoch {
+        Target::Epoch(e)
+    } else if let Some(t) = &a.target_time {
+        Target::Time(epoch::parse_time_ms(t)?)
+    } else if let Some(id) = a.snapshot_id {
+        Target::Snapshot(id)
+    } else {
+        Target::Latest
+    };
+    let store: TargetStore = a.target_store.parse()?;
+    if !a.force && !store.is_empty()? {
+        return Err(Error::TargetNotEmpty(store.to_string()));
+    }
+    let t = Instant::now();
+    let m = repo.manifest().await?;
+    let plan = restore::plan(&repo, &m, a.timeline, target).await?;
+    let to_stdout = store == TargetStore::Stdout;
+    let say = |s: String| {
+        if to_stdout {
+            eprintln!("{s}")
+        } else {
+            println!("{s}")
+        }
+    };
+    say(plan.describe());
+    if a.dry_run {
+        say("dry run: nothing written".into());
+        return Ok(());
+    }
+    let state = restore::execute(&repo, &plan).await?;
+    store.prepare(a.force)?;
+    store.write(&state)?;
+    say(format!(
+        "restored epoch {} ({} UTC) into {store} in {:.2?}: {} catalog objects, {} users, {} SSTs",
+        state.epoch,
+        epoch::format(state.epoch),
+        t.elapsed(),
+        state.catalog.len(),
+        state.users.len(),
+        state.hummock.sst_count()
+    ));
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! metapitr: point-in-time recovery for the metadata of a streaming database's meta
+//! service. Data flows one way: commit → [`wal`] → [`archive`] → [`snapshot`] → [`restore`].
+
+pub mod archive;
+pub mod cli;
+pub mod clock;
+pub mod codec;
+pub mod demo;
+pub mod epoch;
+pub mod error;
+pub mod jsonl;
+pub mod model;
+pub mod recorder;
+pub mod repo;
+pub mod restore;
+pub mod sim;
+pub mod snapshot;
+pub mod store;
+pub mod wal;
+
+pub use error::{Error, ErrorKind, Result};

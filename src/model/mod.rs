@@ -1,0 +1,233 @@
+//! The metadata model: the state a meta service holds and the changes that move it.
+//!
+//! [`State`] is applied to by [`State::apply_batch`] (validating, all-or-nothing, used
+//! when committing) and [`State::replay`] (used when recovering or restoring a log that
+//! was valid when written). Both are deterministic: the same changes on the same state
+//! give the same state.
+
+mod apply;
+mod hummock;
+
+pub use apply::ApplyError;
+pub use hummock::{Group, Level0, SstLoc, Version};
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Types generated from `proto/metapitr.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/metapitr.rs"));
+}
+
+pub use pb::{
+    change, group_delta, Action, AuthInfo, CatalogKind, CatalogObject, Change, GrantPrivilege,
+    HummockVersionDelta, IdCategory, KeyRange, SstableInfo, User, WorkerNode, WorkerType,
+};
+
+/// Every id generator, in category order.
+pub const ID_CATEGORIES: [IdCategory; 8] = [
+    IdCategory::Catalog,
+    IdCategory::SstableObject,
+    IdCategory::CompactionTask,
+    IdCategory::CompactionGroup,
+    IdCategory::MetaBackup,
+    IdCategory::Actor,
+    IdCategory::Fragment,
+    IdCategory::User,
+];
+
+/// The name an id generator has in exports and on the command line.
+pub fn id_category_name(c: IdCategory) -> &'static str {
+    match c {
+        IdCategory::Unspecified => "unspecified",
+        IdCategory::Catalog => "catalog",
+        IdCategory::SstableObject => "sstable_object",
+        IdCategory::CompactionTask => "compaction_task",
+        IdCategory::CompactionGroup => "compaction_group",
+        IdCategory::MetaBackup => "meta_backup",
+        IdCategory::Actor => "actor",
+        IdCategory::Fragment => "fragment",
+        IdCategory::User => "user",
+    }
+}
+
+pub fn id_category_from_name(s: &str) -> Option<IdCategory> {
+    ID_CATEGORIES
+        .iter()
+        .copied()
+        .find(|c| id_category_name(*c) == s)
+}
+
+/// The export name of a catalog kind (`materialized_view`, ...).
+pub fn catalog_kind_name(k: CatalogKind) -> &'static str {
+    match k {
+        CatalogKind::Unspecified => "unspecified",
+        CatalogKind::Database => "database",
+        CatalogKind::Schema => "schema",
+        CatalogKind::Table => "table",
+        CatalogKind::MaterializedView => "materialized_view",
+        CatalogKind::Index => "index",
+        CatalogKind::InternalTable => "internal_table",
+        CatalogKind::Source => "source",
+        CatalogKind::Sink => "sink",
+        CatalogKind::View => "view",
+        CatalogKind::Function => "function",
+        CatalogKind::Connection => "connection",
+        CatalogKind::Secret => "secret",
+    }
+}
+
+pub const CATALOG_KINDS: [CatalogKind; 12] = [
+    CatalogKind::Database,
+    CatalogKind::Schema,
+    CatalogKind::Table,
+    CatalogKind::MaterializedView,
+    CatalogKind::Index,
+    CatalogKind::InternalTable,
+    CatalogKind::Source,
+    CatalogKind::Sink,
+    CatalogKind::View,
+    CatalogKind::Function,
+    CatalogKind::Connection,
+    CatalogKind::Secret,
+];
+
+pub fn catalog_kind_from_name(s: &str) -> Option<CatalogKind> {
+    CATALOG_KINDS
+        .iter()
+        .copied()
+        .find(|k| catalog_kind_name(*k) == s)
+}
+
+/// Whether a catalog kind owns state in Hummock (its id appears in SSTs' table_ids).
+pub fn is_relation_with_state(k: CatalogKind) -> bool {
+    matches!(
+        k,
+        CatalogKind::Table
+            | CatalogKind::MaterializedView
+            | CatalogKind::Index
+            | CatalogKind::InternalTable
+    )
+}
+
+/// The metadata of a cluster as of one epoch.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Every record with an epoch at or below this one is applied.
+    pub epoch: u64,
+    /// The last applied WAL record (0: none).
+    pub lsn: u64,
+    pub timeline: u32,
+    pub cluster_id: String,
+    pub catalog: BTreeMap<u32, CatalogObject>,
+    pub users: BTreeMap<u32, User>,
+    pub hummock: Version,
+    /// The next value of each generator, indexed by `IdCategory as usize`.
+    pub ids: [u64; 9],
+    pub params: BTreeMap<String, String>,
+    pub workers: BTreeMap<u32, WorkerNode>,
+    // Derived indexes, rebuilt from the above on load.
+    /// (name class, database id, schema id, name) → id.
+    names: HashMap<(u8, u32, u32, String), u32>,
+    /// id → how many objects name it as their database, schema or dependency.
+    referrers: HashMap<u32, u32>,
+}
+
+impl PartialEq for State {
+    fn eq(&self, o: &Self) -> bool {
+        self.epoch == o.epoch
+            && self.lsn == o.lsn
+            && self.timeline == o.timeline
+            && self.cluster_id == o.cluster_id
+            && self.catalog == o.catalog
+            && self.users == o.users
+            && self.hummock == o.hummock
+            && self.ids == o.ids
+            && self.params == o.params
+            && self.workers == o.workers
+    }
+}
+
+impl State {
+    pub fn new(timeline: u32) -> Self {
+        State {
+            timeline,
+            ..Default::default()
+        }
+    }
+
+    pub fn id(&self, c: IdCategory) -> u64 {
+        self.ids[c as usize]
+    }
+
+    /// Raises every generator to at least `floor`'s value (never lowers one).
+    pub fn raise_ids(&mut self, floor: &[u64; 9]) {
+        for (v, f) in self.ids.iter_mut().zip(floor) {
+            *v = (*v).max(*f);
+        }
+    }
+
+    /// The state as the snapshot body message.
+    pub fn to_proto(&self) -> pb::MetaState {
+        pb::MetaState {
+            epoch: self.epoch,
+            lsn: self.lsn,
+            timeline: self.timeline,
+            cluster_id: self.cluster_id.clone(),
+            catalog: self.catalog.values().cloned().collect(),
+            users: self.users.values().cloned().collect(),
+            hummock: Some(self.hummock.to_proto()),
+            id_generators: ID_CATEGORIES
+                .iter()
+                .map(|c| pb::IdGenerator {
+                    category: *c as i32,
+                    next: self.id(*c),
+                })
+                .collect(),
+            system_params: self
+                .params
+                .iter()
+                .map(|(k, v)| pb::SystemParam {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            workers: self.workers.values().cloned().collect(),
+        }
+    }
+
+    /// Loads a snapshot body, checking the invariants that apply would have kept.
+    pub fn from_proto(m: pb::MetaState) -> Result<Self, ApplyError> {
+        let mut s = State::new(m.timeline);
+        s.epoch = m.epoch;
+        s.lsn = m.lsn;
+        s.cluster_id = m.cluster_id;
+        for u in m.users {
+            s.put_user(u);
+        }
+        for o in m.catalog {
+            if s.catalog.contains_key(&o.id) {
+                return Err(ApplyError::CatalogExists { id: o.id });
+            }
+            s.put_catalog(o);
+        }
+        s.hummock = Version::from_proto(m.hummock.unwrap_or_default())?;
+        for g in m.id_generators {
+            let c = IdCategory::try_from(g.category)
+                .map_err(|_| ApplyError::UnknownIdCategory(g.category))?;
+            s.ids[c as usize] = g.next;
+        }
+        s.params = m
+            .system_params
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        s.workers = m.workers.into_iter().map(|w| (w.id, w)).collect();
+        Ok(s)
+    }
+
+    /// Catalog objects of one kind, in id order.
+    pub fn catalog_of(&self, kind: CatalogKind) -> impl Iterator<Item = &CatalogObject> {
+        self.catalog.values().filter(move |o| o.kind() == kind)
+    }
+}

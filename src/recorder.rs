@@ -1,0 +1,318 @@
+//! The recorder a meta service embeds: commit changes at an epoch (durable when the call
+//! returns), take snapshots, and archive continuously.
+//!
+//! A recorder directory is a native meta store:
+//!
+//! ```text
+//! LOCK         the writer's lock
+//! CHECKPOINT   the state at some lsn (see crate::snapshot)
+//! *.wal[.open] WAL segments after it (see crate::wal)
+//! ```
+//!
+//! Opening one loads the checkpoint and replays the local WAL after it; records the
+//! archiver has already shipped and deleted locally are read back from the repo.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::archive::{ArchiveStatus, Archiver};
+use crate::clock::SharedClock;
+use crate::epoch;
+use crate::error::{Error, Result};
+use crate::model::pb::SnapshotEntry;
+use crate::model::{Change, State};
+use crate::repo::Repo;
+use crate::restore::{self, Target};
+use crate::snapshot;
+use crate::wal::{self, LsnRange, Wal, WalOptions};
+
+/// Recorder settings. Every field states its default.
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    pub wal: WalOptions,
+    /// Take a snapshot after this many commits. Default `None` (by time only).
+    pub snapshot_every_commits: Option<u64>,
+    /// Take a snapshot when the last one is this old by the injected clock. Default 1 hour.
+    pub snapshot_every_ms: Option<u64>,
+    /// Run the archiver in-process. Default true.
+    pub archive: bool,
+    /// How often the archiver looks for sealed segments besides being woken by a seal.
+    /// Default 500 ms.
+    pub archive_poll: Duration,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            wal: WalOptions::default(),
+            snapshot_every_commits: None,
+            snapshot_every_ms: Some(3_600_000),
+            archive: true,
+            archive_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+struct Inner {
+    state: State,
+    commits_since_snapshot: u64,
+    last_snapshot_ms: u64,
+    /// Set when the WAL failed after a batch was applied to `state`.
+    poisoned: Option<String>,
+}
+
+pub struct Recorder {
+    dir: PathBuf,
+    repo: Repo,
+    clock: SharedClock,
+    opts: RecorderOptions,
+    wal: Wal,
+    archiver: Option<Archiver>,
+    inner: Mutex<Inner>,
+}
+
+/// How far the archive trails the commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLag {
+    pub committed_epoch: u64,
+    pub archived_epoch: u64,
+    /// Distance in epoch time between the newest commit and the newest archived one.
+    pub lag_ms: u64,
+}
+
+impl Recorder {
+    /// Opens (or creates) the meta store directory `dir` recording into `repo`.
+    pub async fn open(dir: &Path, repo: Repo, opts: RecorderOptions) -> Result<Recorder> {
+        let clock = repo.clock().clone();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // Lock first so that nothing changes under the reads below.
+        let probe = wal::lock_dir(dir)?;
+        let mut state = match snapshot::read_checkpoint(dir)? {
+            Some(s) => s,
+            None => State::new(1),
+        };
+        drop(probe);
+        let wal = Wal::open(
+            dir,
+            state.timeline,
+            state.lsn + 1,
+            opts.wal.clone(),
+            clock.clone(),
+        )?;
+        let local = wal::read_local_records(dir, state.lsn)?;
+        let local_first = local.first().map(|r| r.lsn).unwrap_or(wal.next_lsn());
+        if local_first > state.lsn + 1 {
+            // The archiver shipped and deleted records past the checkpoint: read them back.
+            let m = repo.manifest().await?;
+            let plan = restore::plan(&repo, &m, Some(state.timeline), Target::Latest).await?;
+            let from_repo = restore::execute(&repo, &plan).await?;
+            if from_repo.lsn + 1 < local_first {
+                return Err(Error::NotFound(format!(
+                    "records {}..{} are neither in {} nor archived in {}",
+                    state.lsn + 1,
+                    local_first,
+                    dir.display(),
+                    repo.url()
+                )));
+            }
+            let ids = from_repo.ids;
+            state = from_repo;
+            // Generators were raised to the repo's high-water mark by the restore; that is
+            // the value they had at the archive's end or later, never lower.
+            state.ids = ids;
+        }
+        let base_lsn = state.lsn;
+        for r in local.iter().filter(|r| r.lsn > base_lsn) {
+            state
+                .replay(r.lsn, r.epoch, &r.change)
+                .map_err(|source| Error::Apply {
+                    lsn: r.lsn,
+                    epoch: r.epoch,
+                    source,
+                })?;
+        }
+        if state.lsn + 1 != wal.next_lsn() && state.lsn != 0 {
+            return Err(Error::Internal(format!(
+                "state ends at lsn {} but the WAL continues at {}",
+                state.lsn,
+                wal.next_lsn()
+            )));
+        }
+        let archiver = opts.archive.then(|| {
+            Archiver::spawn(
+                repo.clone(),
+                dir.to_path_buf(),
+                wal.sealed_watch(),
+                opts.archive_poll,
+            )
+        });
+        info!(dir = %dir.display(), lsn = state.lsn, epoch = state.epoch, "recorder open");
+        let now = clock.now_ms();
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            repo,
+            clock,
+            opts,
+            wal,
+            archiver,
+            inner: Mutex::new(Inner {
+                state,
+                commits_since_snapshot: 0,
+                last_snapshot_ms: now,
+                poisoned: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::Internal("recorder state lock poisoned".into()))
+    }
+
+    /// Validates and applies `changes` at `epoch`, writes them to the WAL and returns once
+    /// they are durable. An invalid batch changes nothing and is reported with the index of
+    /// the offending change.
+    pub async fn commit(&self, epoch: u64, changes: Vec<Change>) -> Result<LsnRange> {
+        let durable = self.commit_nowait(epoch, changes)?;
+        let range = durable.await?;
+        if self.snapshot_due()? {
+            self.snapshot().await?;
+        }
+        Ok(range)
+    }
+
+    /// Like [`Recorder::commit`], but returns as soon as the batch is applied and queued;
+    /// the returned future resolves when it is durable. Lets a caller keep several commits
+    /// in flight so that they share an fsync.
+    pub fn commit_nowait(
+        &self,
+        epoch: u64,
+        changes: Vec<Change>,
+    ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
+        let mut inner = self.lock()?;
+        if let Some(p) = &inner.poisoned {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        if changes.is_empty() {
+            return Err(Error::InvalidInput(
+                "a commit needs at least one change".into(),
+            ));
+        }
+        inner
+            .state
+            .apply_batch(epoch, &changes)
+            .map_err(|(index, source)| Error::InvalidBatch {
+                epoch,
+                index,
+                source,
+            })?;
+        let durable = match self.wal.append(epoch, &changes) {
+            Ok(f) => f,
+            Err(e) => {
+                inner.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        inner.state.lsn += changes.len() as u64;
+        inner.commits_since_snapshot += 1;
+        Ok(durable)
+    }
+
+    fn snapshot_due(&self) -> Result<bool> {
+        let inner = self.lock()?;
+        let by_count = self
+            .opts
+            .snapshot_every_commits
+            .is_some_and(|n| inner.commits_since_snapshot >= n);
+        let by_time = self
+            .opts
+            .snapshot_every_ms
+            .is_some_and(|ms| self.clock.now_ms().saturating_sub(inner.last_snapshot_ms) >= ms);
+        Ok(by_count || by_time)
+    }
+
+    /// Takes a snapshot of the committed state: uploads it to the repo and writes the local
+    /// checkpoint.
+    pub async fn snapshot(&self) -> Result<SnapshotEntry> {
+        let state = {
+            let mut inner = self.lock()?;
+            inner.commits_since_snapshot = 0;
+            inner.last_snapshot_ms = self.clock.now_ms();
+            inner.state.clone()
+        };
+        // Everything in `state` was acknowledged durable or is queued ahead of any later
+        // commit; wait for the WAL to reach it before publishing a snapshot of it.
+        self.wal.flush().await?;
+        let entry = snapshot::upload(&self.repo, &state).await?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || snapshot::write_checkpoint(&dir, &state))
+            .await
+            .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
+        Ok(entry)
+    }
+
+    /// Runs `f` on the committed state.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
+        Ok(f(&self.lock()?.state))
+    }
+
+    pub fn archive_status(&self) -> Option<ArchiveStatus> {
+        self.archiver.as_ref().map(|a| a.status().borrow().clone())
+    }
+
+    pub fn archive_lag(&self) -> Result<ArchiveLag> {
+        let committed_epoch = self.lock()?.state.epoch;
+        let archived_epoch = self.archive_status().map_or(0, |s| s.archived_epoch);
+        let lag_ms = if committed_epoch > archived_epoch && archived_epoch > 0 {
+            epoch::to_unix_ms(committed_epoch) - epoch::to_unix_ms(archived_epoch)
+        } else if archived_epoch == 0 && committed_epoch > 0 {
+            epoch::to_unix_ms(committed_epoch).saturating_sub(epoch::EPOCH_BASE_MS)
+        } else {
+            0
+        };
+        Ok(ArchiveLag {
+            committed_epoch,
+            archived_epoch,
+            lag_ms,
+        })
+    }
+
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Seals the WAL, archives everything, writes the checkpoint and stops.
+    pub async fn close(self) -> Result<ArchiveStatus> {
+        let Recorder {
+            dir,
+            wal,
+            archiver,
+            inner,
+            ..
+        } = self;
+        wal.close().await?;
+        let status = match archiver {
+            Some(a) => a.stop().await,
+            None => ArchiveStatus::default(),
+        };
+        let state = inner
+            .into_inner()
+            .map_err(|_| Error::Internal("recorder state lock poisoned".into()))?
+            .state;
+        snapshot::write_checkpoint(&dir, &state)?;
+        if let Some(e) = &status.last_error {
+            return Err(Error::Internal(format!(
+                "the last archive pass failed: {e}"
+            )));
+        }
+        Ok(status)
+    }
+}

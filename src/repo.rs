@@ -1,0 +1,513 @@
+//! The repo: where archived WAL segments, snapshots and manifests live, in any object
+//! store (file://, s3://, memory://).
+//!
+//! Layout under the repo root (every object one zstd frame, see [`crate::codec`]):
+//!
+//! ```text
+//! manifest/{version:020}.mpm.zst            the manifest, one immutable object per version
+//! wal/{timeline:08}/{first_lsn:020}.wal.zst archived WAL segments
+//! wal-index/{timeline:08}/{first_lsn:020}.idx.zst  runs of segment entries moved out of the manifest
+//! snapshots/{timeline:08}-{lsn:020}-{epoch:020}.snap.zst  base snapshots
+//! ```
+//!
+//! Objects are immutable and written with a conditional create. The manifest is advanced by
+//! compare-and-swap: version N+1 is created only if no one else created it first, so two
+//! writers can never both believe they moved it. Planning a restore reads the newest
+//! manifest (one LIST of `manifest/`, which holds a bounded number of versions) and then only
+//! the objects it names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use prost::Message;
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use crate::clock::SharedClock;
+use crate::codec::{self, Kind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
+
+/// How many manifest versions are kept behind the newest.
+pub const MANIFEST_KEEP: u64 = 8;
+
+/// Retry policy for object-store calls that fail transiently.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. Default 6.
+    pub attempts: u32,
+    /// Delay before the first retry, doubled each time. Default 50 ms.
+    pub initial_backoff: Duration,
+    /// Largest delay between attempts. Default 2 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a conditional create found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// This call wrote the object.
+    New,
+    /// The object already held exactly these bytes (an earlier attempt landed).
+    AlreadyThere,
+}
+
+#[derive(Clone)]
+pub struct Repo {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+    clock: SharedClock,
+    retry: RetryPolicy,
+    /// The newest manifest this handle has seen, to skip a LIST on the hot path.
+    cached: Arc<Mutex<Option<Manifest>>>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repo({})", self.url)
+    }
+}
+
+pub fn manifest_key(version: u64) -> String {
+    format!("manifest/{version:020}.mpm.zst")
+}
+
+pub fn segment_key(timeline: u32, first_lsn: u64) -> String {
+    format!("wal/{timeline:08}/{first_lsn:020}.wal.zst")
+}
+
+pub fn index_key(timeline: u32, first_lsn: u64) -> String {
+    format!("wal-index/{timeline:08}/{first_lsn:020}.idx.zst")
+}
+
+pub fn snapshot_key(timeline: u32, lsn: u64, epoch: u64) -> String {
+    format!("snapshots/{timeline:08}-{lsn:020}-{epoch:020}.snap.zst")
+}
+
+pub fn snapshot_entry_key(s: &SnapshotEntry) -> String {
+    snapshot_key(s.timeline, s.lsn, s.max_committed_epoch)
+}
+
+impl Repo {
+    /// Opens a repo from a URL: `file:///abs/dir` (or a plain path), `s3://bucket/prefix`
+    /// (credentials and endpoint from the standard AWS environment: AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP), or `memory://`
+    /// (a fresh, process-local store, for tests).
+    pub fn open(url: &str, clock: SharedClock) -> Result<Repo> {
+        let (store, root): (Arc<dyn ObjectStore>, Path) = if url.starts_with("memory://") {
+            (
+                Arc::new(object_store::memory::InMemory::new()),
+                Path::default(),
+            )
+        } else if let Some(bucket_path) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = bucket_path.split_once('/').unwrap_or((bucket_path, ""));
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+                .build()
+                .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
+            (Arc::new(s3), Path::from(prefix.trim_matches('/')))
+        } else {
+            let dir = match url.strip_prefix("file://") {
+                Some(p) => p.to_string(),
+                None if !url.contains("://") => url.to_string(),
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "repo URL {url} has an unknown scheme; use file://, s3:// or memory://"
+                    )))
+                }
+            };
+            let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
+            (Arc::new(fs), Path::default())
+        };
+        Ok(Repo::from_store(store, root, url, clock))
+    }
+
+    /// A repo over any object store, rooted at `root`.
+    pub fn from_store(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        url: &str,
+        clock: SharedClock,
+    ) -> Repo {
+        Repo {
+            store,
+            root,
+            url: url.to_string(),
+            clock,
+            retry: RetryPolicy::default(),
+            cached: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.root.as_ref().is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.root))
+        }
+    }
+
+    async fn retrying<T, F, Fut>(&self, op: &'static str, key: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, object_store::Error>>,
+    {
+        let mut delay = self.retry.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = Error::store(op, key, e);
+                    if err.kind() != ErrorKind::Unavailable || attempt >= self.retry.attempts {
+                        return Err(err);
+                    }
+                    warn!(op, key, attempt, error = %err, "object store call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Creates an immutable object. If it already exists, reads it back: identical bytes
+    /// mean an earlier attempt landed ([`Created::AlreadyThere`]); different bytes are a
+    /// conflict with another writer ([`Error::Fenced`]).
+    pub async fn put_new(&self, key: &str, data: Bytes) -> Result<Created> {
+        let path = self.path(key);
+        let opts = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let r = self
+            .retrying("put", key, || {
+                self.store
+                    .put_opts(&path, PutPayload::from_bytes(data.clone()), opts())
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(Created::New),
+            Err(Error::ObjectStore {
+                source: object_store::Error::AlreadyExists { .. },
+                ..
+            }) => {
+                let existing = self.get(key).await?;
+                if existing == data {
+                    debug!(key, "object already present with the same bytes");
+                    Ok(Created::AlreadyThere)
+                } else {
+                    Err(Error::Fenced(format!(
+                        "{key} already exists in {} with different content; another writer is active",
+                        self.url
+                    )))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let path = self.path(key);
+        self.retrying("get", key, || async {
+            self.store.get(&path).await?.bytes().await
+        })
+        .await
+        .map_err(|e| match e {
+            Error::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            } => Error::NotFound(format!(
+                "object {key} is missing from {}; the repo was changed outside metapitr",
+                self.url
+            )),
+            e => e,
+        })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key);
+        match self
+            .retrying("delete", key, || self.store.delete(&path))
+            .await
+        {
+            Err(Error::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Keys (relative to the root) under a prefix, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let p = self.path(prefix);
+        let root_len = if self.root.as_ref().is_empty() {
+            0
+        } else {
+            self.root.as_ref().len() + 1
+        };
+        let mut out: Vec<(String, u64)> = self
+            .retrying("list", prefix, || {
+                self.store.list(Some(&p)).try_collect::<Vec<_>>()
+            })
+            .await?
+            .into_iter()
+            .map(|m| (m.location.as_ref()[root_len..].to_string(), m.size))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads an archived object: the zstd frame, checked, decompressed.
+    pub async fn get_payload(&self, key: &str) -> Result<Vec<u8>> {
+        let data = self.get(key).await?;
+        codec::decompress(&data, key)
+    }
+
+    /// Reads and checks an enveloped protobuf object.
+    pub async fn get_message<M: Message + Default>(&self, key: &str, kind: Kind) -> Result<M> {
+        let payload = self.get_payload(key).await?;
+        let body = codec::open(kind, &payload, key)?;
+        M::decode(body).map_err(|e| {
+            Error::corrupt(
+                key,
+                codec::HEADER_LEN as u64,
+                format!("does not decode: {e}"),
+            )
+        })
+    }
+
+    /// Writes an enveloped protobuf object with a conditional create.
+    pub async fn put_message<M: Message>(
+        &self,
+        key: &str,
+        kind: Kind,
+        m: &M,
+    ) -> Result<(Created, u64)> {
+        let payload = codec::seal(kind, &m.encode_to_vec());
+        let z = codec::compress(&payload)?;
+        let size = z.len() as u64;
+        Ok((self.put_new(key, Bytes::from(z)).await?, size))
+    }
+
+    /// The newest manifest, read from the store (None: the repo is empty).
+    pub async fn load_manifest(&self) -> Result<Option<Manifest>> {
+        for _ in 0..5 {
+            let keys = self.list("manifest/").await?;
+            let Some((key, _)) = keys.iter().rev().find(|(k, _)| k.ends_with(".mpm.zst")) else {
+                return Ok(None);
+            };
+            match self.get_message::<Manifest>(key, Kind::Manifest).await {
+                Ok(m) => {
+                    *self.cached.lock().await = Some(m.clone());
+                    return Ok(Some(m));
+                }
+                // Deleted by a writer's clean-up between LIST and GET: list again.
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Internal(
+            "the manifest kept moving while being read".into(),
+        ))
+    }
+
+    /// The newest manifest, or an error saying the repo is empty.
+    pub async fn manifest(&self) -> Result<Manifest> {
+        self.load_manifest().await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} holds no metapitr manifest; archive to it first (metapitr archive or simulate)",
+                self.url
+            ))
+        })
+    }
+
+    /// Moves the manifest by compare-and-swap. `f` edits a copy of the newest version and
+    /// returns whether it changed anything; it is called again if another writer moved the
+    /// manifest first, so it must be a pure function of the manifest it is given.
+    pub async fn update_manifest<F>(&self, mut f: F) -> Result<Manifest>
+    where
+        F: FnMut(&mut Manifest) -> Result<bool>,
+    {
+        let mut cur = self.cached.lock().await.clone();
+        if cur.is_none() {
+            cur = self.load_manifest().await?;
+        }
+        loop {
+            let base = cur.clone().unwrap_or_default();
+            let mut next = base.clone();
+            if !f(&mut next)? {
+                return Ok(base);
+            }
+            next.version = base.version + 1;
+            next.updated_at_ms = self.clock.now_ms();
+            if next.repo_id.is_empty() {
+                next.repo_id = format!("{:016x}", self.clock.now_ms() ^ 0x6d65_7461_7069_7472);
+            }
+            match self
+                .put_message(&manifest_key(next.version), Kind::Manifest, &next)
+                .await
+            {
+                Ok(_) => {
+                    *self.cached.lock().await = Some(next.clone());
+                    if next.version > MANIFEST_KEEP && next.version % MANIFEST_KEEP == 0 {
+                        self.prune_manifests(next.version).await;
+                    }
+                    return Ok(next);
+                }
+                Err(Error::Fenced(_)) => {
+                    debug!(version = next.version, "manifest moved under us; reloading");
+                    cur = self.load_manifest().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn prune_manifests(&self, newest: u64) {
+        let Ok(keys) = self.list("manifest/").await else {
+            return;
+        };
+        for (k, _) in keys {
+            let v = k
+                .strip_prefix("manifest/")
+                .and_then(|s| s.strip_suffix(".mpm.zst"))
+                .and_then(|s| s.parse::<u64>().ok());
+            if v.is_some_and(|v| v + MANIFEST_KEEP <= newest) {
+                let _ = self.delete(&k).await;
+            }
+        }
+    }
+}
+
+/// Convenience lookups on a manifest.
+impl Manifest {
+    pub fn timeline(&self, id: u32) -> Option<&TimelineEntry> {
+        self.timelines.iter().find(|t| t.id == id)
+    }
+
+    pub fn timeline_mut(&mut self, id: u32) -> &mut TimelineEntry {
+        if let Some(i) = self.timelines.iter().position(|t| t.id == id) {
+            return &mut self.timelines[i];
+        }
+        self.timelines.push(TimelineEntry {
+            id,
+            ..Default::default()
+        });
+        self.timelines.sort_by_key(|t| t.id);
+        // Just pushed, so the lookup finds it.
+        let i = self.timelines.iter().position(|t| t.id == id).unwrap_or(0);
+        &mut self.timelines[i]
+    }
+
+    /// The newest timeline id (1 for an empty repo).
+    pub fn newest_timeline(&self) -> u32 {
+        self.timelines.iter().map(|t| t.id).max().unwrap_or(1)
+    }
+
+    pub fn snapshot(&self, id: u64) -> Option<&SnapshotEntry> {
+        self.snapshots.iter().find(|s| s.id == id)
+    }
+
+    pub fn id_high_water(&self) -> [u64; 9] {
+        let mut out = [0u64; 9];
+        for g in &self.id_high_water {
+            if let Some(slot) = out.get_mut(g.category as usize) {
+                *slot = (*slot).max(g.next);
+            }
+        }
+        out
+    }
+
+    pub fn raise_id_high_water(&mut self, ids: &[u64; 9]) -> bool {
+        let mut cur = self.id_high_water();
+        let mut changed = false;
+        for (c, v) in cur.iter_mut().zip(ids) {
+            if *v > *c {
+                *c = *v;
+                changed = true;
+            }
+        }
+        if changed {
+            self.id_high_water = crate::model::ID_CATEGORIES
+                .iter()
+                .map(|c| crate::model::pb::IdGenerator {
+                    category: *c as i32,
+                    next: cur[*c as usize],
+                })
+                .collect();
+        }
+        changed
+    }
+}
+
+impl TimelineEntry {
+    /// The last archived lsn and epoch of the timeline (0, 0 if nothing is archived).
+    pub fn last(&self) -> (u64, u64) {
+        if let Some(s) = self.segments.last() {
+            return (s.last_lsn, s.last_epoch);
+        }
+        if let Some(c) = self.chunks.last() {
+            return (c.last_lsn, c.last_epoch);
+        }
+        (self.fork_lsn, self.fork_epoch)
+    }
+
+    pub fn first_archived(&self) -> Option<(u64, u64)> {
+        if let Some(c) = self.chunks.first() {
+            return Some((c.first_lsn, c.first_epoch));
+        }
+        self.segments.first().map(|s| (s.first_lsn, s.first_epoch))
+    }
+
+    pub fn segment_count(&self) -> u64 {
+        self.chunks.iter().map(|c| c.count as u64).sum::<u64>() + self.segments.len() as u64
+    }
+
+    pub fn archived_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.stored_size).sum::<u64>()
+            + self.segments.iter().map(|s| s.stored_size).sum::<u64>()
+    }
+}
+
+impl SegmentEntry {
+    pub fn key(&self) -> String {
+        segment_key(self.timeline, self.first_lsn)
+    }
+}

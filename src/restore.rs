@@ -1,0 +1,275 @@
+//! Restore: plan which snapshot and segments reach a target epoch, fetch them
+//! concurrently, verify every checksum, replay, and raise the id generators to the largest
+//! value the repo has ever recorded.
+
+use futures::StreamExt;
+use tracing::info;
+
+use crate::archive;
+use crate::epoch;
+use crate::error::{Error, Result};
+use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
+use crate::model::State;
+use crate::repo::Repo;
+use crate::snapshot;
+
+/// Segments fetched at once.
+pub const FETCH_CONCURRENCY: usize = 16;
+
+/// What a restore aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Every record with an epoch at or below this one.
+    Epoch(u64),
+    /// Every epoch whose time is at or before this unix time in milliseconds.
+    Time(u64),
+    /// Exactly the state of one snapshot.
+    Snapshot(u64),
+    /// The newest archived epoch.
+    Latest,
+}
+
+/// What a restore will read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub timeline: u32,
+    pub target_epoch: u64,
+    pub snapshot: Option<SnapshotEntry>,
+    pub segments: Vec<SegmentEntry>,
+    /// Bytes to fetch (stored sizes).
+    pub fetch_bytes: u64,
+    /// The largest value of each id generator in the repo.
+    pub id_high_water: [u64; 9],
+}
+
+impl Plan {
+    pub fn describe(&self) -> String {
+        let snap = match &self.snapshot {
+            Some(s) => format!(
+                "snapshot {} (epoch {}, {}, {} bytes)",
+                s.id,
+                s.max_committed_epoch,
+                epoch::format(s.max_committed_epoch),
+                s.stored_size
+            ),
+            None => "no snapshot (replay from the first record)".into(),
+        };
+        let segs = match (self.segments.first(), self.segments.last()) {
+            (Some(f), Some(l)) => format!(
+                "{} WAL segments (lsn {}..={}, {} bytes)",
+                self.segments.len(),
+                f.first_lsn,
+                l.last_lsn,
+                self.segments.iter().map(|s| s.stored_size).sum::<u64>()
+            ),
+            _ => "no WAL segments".into(),
+        };
+        format!(
+            "restore timeline {} to epoch {} ({} UTC)\n  base: {snap}\n  replay: {segs}\n  fetch: {} bytes",
+            self.timeline,
+            self.target_epoch,
+            epoch::format(self.target_epoch),
+            self.fetch_bytes
+        )
+    }
+}
+
+/// The epoch ranges of a timeline that a restore can reach, merged and in order.
+pub fn restorable_ranges(m: &Manifest, timeline: u32) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let tl = m.timeline(timeline);
+    let (last_lsn, last_epoch) = tl.map_or((0, 0), |t| t.last());
+    let first = tl.and_then(|t| t.first_archived());
+    if let (Some(t), Some((first_lsn, first_epoch))) = (tl, first) {
+        if t.parent == 0 && first_lsn == 1 {
+            ranges.push((first_epoch, last_epoch));
+        }
+    }
+    for s in m.snapshots.iter().filter(|s| s.timeline == timeline) {
+        let chained = first.is_some_and(|(f, _)| s.lsn + 1 >= f) && s.lsn <= last_lsn;
+        let end = if chained {
+            last_epoch.max(s.max_committed_epoch)
+        } else {
+            s.max_committed_epoch
+        };
+        ranges.push((s.max_committed_epoch, end));
+    }
+    ranges.sort();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+pub fn format_ranges(ranges: &[(u64, u64)]) -> String {
+    if ranges.is_empty() {
+        return "nothing (the repo holds no snapshot and no WAL from the first record)".into();
+    }
+    ranges
+        .iter()
+        .map(|(a, b)| format!("[{a} ({}), {b} ({})]", epoch::format(*a), epoch::format(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Resolves a target against the manifest and decides what to read.
+pub async fn plan(
+    repo: &Repo,
+    m: &Manifest,
+    timeline: Option<u32>,
+    target: Target,
+) -> Result<Plan> {
+    let timeline = timeline.unwrap_or_else(|| m.newest_timeline());
+    if m.timeline(timeline).is_none() && !m.snapshots.iter().any(|s| s.timeline == timeline) {
+        let known: Vec<String> = m.timelines.iter().map(|t| t.id.to_string()).collect();
+        return Err(Error::InvalidInput(format!(
+            "timeline {timeline} does not exist in {} (timelines: {})",
+            repo.url(),
+            known.join(", ")
+        )));
+    }
+    let ranges = restorable_ranges(m, timeline);
+    let (target_epoch, forced_snapshot) = match target {
+        Target::Epoch(e) => (e, None),
+        Target::Time(ms) => (epoch::last_of_ms(ms), None),
+        Target::Latest => match ranges.last() {
+            Some(r) => (r.1, None),
+            None => {
+                return Err(Error::OutOfRange {
+                    requested: "latest".into(),
+                    ranges: format_ranges(&ranges),
+                })
+            }
+        },
+        Target::Snapshot(id) => {
+            let s = m.snapshot(id).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "snapshot {id} is not in {}; see metapitr snapshot list",
+                    repo.url()
+                ))
+            })?;
+            (s.max_committed_epoch, Some(s.clone()))
+        }
+    };
+    let id_high_water = m.id_high_water();
+    if let Some(s) = forced_snapshot {
+        return Ok(Plan {
+            timeline: s.timeline,
+            target_epoch,
+            fetch_bytes: s.stored_size,
+            snapshot: Some(s),
+            segments: Vec::new(),
+            id_high_water,
+        });
+    }
+    if !ranges
+        .iter()
+        .any(|(a, b)| (*a..=*b).contains(&target_epoch))
+    {
+        return Err(Error::OutOfRange {
+            requested: format!("{target_epoch} ({})", epoch::format(target_epoch)),
+            ranges: format_ranges(&ranges),
+        });
+    }
+    let tl = m.timeline(timeline);
+    let first_archived = tl.and_then(|t| t.first_archived()).map(|(l, _)| l);
+    let last_lsn = tl.map_or(0, |t| t.last().0);
+    // The newest snapshot at or before the target from which the WAL chains on.
+    let snapshot = m
+        .snapshots
+        .iter()
+        .filter(|s| s.timeline == timeline && s.max_committed_epoch <= target_epoch)
+        .filter(|s| {
+            s.max_committed_epoch == target_epoch
+                || (first_archived.is_some_and(|f| s.lsn + 1 >= f) && s.lsn <= last_lsn)
+        })
+        .max_by_key(|s| (s.lsn, s.max_committed_epoch))
+        .cloned();
+    let base_lsn = snapshot.as_ref().map_or(0, |s| s.lsn);
+    let segments = archive::segment_entries(repo, m, timeline, base_lsn, target_epoch).await?;
+    if let Some(first) = segments.first() {
+        if first.first_lsn > base_lsn + 1 {
+            return Err(Error::NotFound(format!(
+                "the archive of timeline {timeline} starts at lsn {} but the restore needs lsn {}; choose a target in {}",
+                first.first_lsn,
+                base_lsn + 1,
+                format_ranges(&ranges)
+            )));
+        }
+    }
+    let fetch_bytes = snapshot.as_ref().map_or(0, |s| s.stored_size)
+        + segments.iter().map(|s| s.stored_size).sum::<u64>();
+    Ok(Plan {
+        timeline,
+        target_epoch,
+        snapshot,
+        segments,
+        fetch_bytes,
+        id_high_water,
+    })
+}
+
+/// Fetches and replays a plan, returning the state as of its target epoch with every id
+/// generator raised to the repo's high-water mark.
+pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
+    let mut state = match &plan.snapshot {
+        Some(s) => snapshot::fetch(repo, s).await?,
+        None => State::new(plan.timeline),
+    };
+    let target = plan.target_epoch;
+    let mut fetches = futures::stream::iter(
+        plan.segments
+            .iter()
+            .map(|s| archive::fetch_segment(repo, s)),
+    )
+    .buffered(FETCH_CONCURRENCY);
+    let mut replayed = 0u64;
+    'segments: while let Some(records) = fetches.next().await {
+        for r in records? {
+            if r.lsn <= state.lsn {
+                continue;
+            }
+            if r.epoch > target {
+                break 'segments;
+            }
+            if r.lsn != state.lsn + 1 {
+                return Err(Error::corrupt(
+                    crate::repo::segment_key(plan.timeline, r.lsn),
+                    0,
+                    format!(
+                        "lsn {} follows lsn {}: records are missing",
+                        r.lsn, state.lsn
+                    ),
+                ));
+            }
+            state
+                .replay(r.lsn, r.epoch, &r.change)
+                .map_err(|source| Error::Apply {
+                    lsn: r.lsn,
+                    epoch: r.epoch,
+                    source,
+                })?;
+            replayed += 1;
+        }
+    }
+    state.epoch = target;
+    state.raise_ids(&plan.id_high_water);
+    info!(epoch = target, replayed, lsn = state.lsn, "restored state");
+    Ok(state)
+}
+
+/// Plans and executes against the newest manifest.
+pub async fn materialize(
+    repo: &Repo,
+    timeline: Option<u32>,
+    target: Target,
+) -> Result<(Plan, State)> {
+    let m = repo.manifest().await?;
+    let plan = plan(repo, &m, timeline, target).await?;
+    let state = execute(repo, &plan).await?;
+    Ok((plan, state))
+}

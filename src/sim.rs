@@ -1,0 +1,1086 @@
+//! A simulator of a RisingWave-like meta service: one commit per barrier (epoch) with
+//! Hummock deltas (L0 flushes; compactions that remove and insert SSTs; group construct and
+//! destroy), occasional DDL, user and grant changes, system parameter and worker changes.
+//!
+//! The simulator keeps its own truth: it applies every batch it generates to its own
+//! [`State`], never reading the WAL, so a restore can be compared with it. Time is a
+//! [`ManualClock`] advanced one epoch interval per barrier, so a week of history takes
+//! seconds, and the same seed gives the same history.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::archive::ArchiveStatus;
+use crate::clock::{Clock, ManualClock};
+use crate::epoch;
+use crate::error::{Error, Result};
+use crate::model::pb::{
+    self, change::Kind, group_delta::Delta, GroupConstruct, GroupDelta, GroupDestroy, IdGenerator,
+    IntraLevelDelta, NewL0SubLevel, TableCommittedEpoch,
+};
+use crate::model::{
+    is_relation_with_state, Action, AuthInfo, CatalogKind, CatalogObject, Change, GrantPrivilege,
+    HummockVersionDelta, IdCategory, KeyRange, SstLoc, SstableInfo, State, User, WorkerNode,
+    WorkerType,
+};
+use crate::recorder::{Recorder, RecorderOptions};
+use crate::repo::Repo;
+
+/// 2026-01-01T00:00:00Z, where simulated time starts by default.
+pub const DEFAULT_START_MS: u64 = 1_767_225_600_000;
+/// The compaction groups every cluster starts with (state tables, materialized views).
+pub const STATIC_GROUPS: [u64; 2] = [2, 3];
+pub const ROOT_USER: u32 = 1;
+const MAX_LEVEL: u32 = 6;
+
+/// Simulation knobs. Every field states its default.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds every random choice. Default 1.
+    pub seed: u64,
+    /// Simulated milliseconds between barriers. Default 1000.
+    pub epoch_interval_ms: u64,
+    /// Simulated unix time of the first barrier. Default 2026-01-01T00:00:00Z.
+    pub start_unix_ms: u64,
+    /// Probability of a DDL statement per epoch. Default 0.02.
+    pub ddl_rate: f64,
+    /// Probability of a user or grant change per epoch. Default 0.01.
+    pub user_rate: f64,
+    /// Probability of a compaction task per epoch. Default 0.3.
+    pub compaction_rate: f64,
+    /// Compactions shrink their output once the version holds more SSTs than this.
+    /// Default 2000.
+    pub target_ssts: usize,
+    /// DDL drops more than it creates above this many catalog objects. Default 2000.
+    pub target_catalog: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            epoch_interval_ms: 1000,
+            start_unix_ms: DEFAULT_START_MS,
+            ddl_rate: 0.02,
+            user_rate: 0.01,
+            compaction_rate: 0.3,
+            target_ssts: 2000,
+            target_catalog: 2000,
+        }
+    }
+}
+
+pub struct Simulator {
+    cfg: SimConfig,
+    rng: StdRng,
+    clock: Arc<ManualClock>,
+    /// The truth: every generated batch applied, without the WAL.
+    state: State,
+}
+
+/// Ids handed out while building one batch; turned into IdAdvance changes.
+struct Ids {
+    base: [u64; 9],
+    next: [u64; 9],
+}
+
+impl Ids {
+    fn new(state: &State) -> Self {
+        Ids {
+            base: state.ids,
+            next: state.ids,
+        }
+    }
+    fn take(&mut self, c: IdCategory) -> u64 {
+        let slot = &mut self.next[c as usize];
+        if *slot == 0 {
+            *slot = 1;
+        }
+        let id = *slot;
+        *slot += 1;
+        id
+    }
+    fn take_n(&mut self, c: IdCategory, n: u64) {
+        self.next[c as usize] = self.next[c as usize].max(1) + n;
+    }
+    fn advances(&self) -> Vec<Change> {
+        crate::model::ID_CATEGORIES
+            .iter()
+            .filter(|c| self.next[**c as usize] != self.base[**c as usize])
+            .map(|c| {
+                change(Kind::IdAdvance(IdGenerator {
+                    category: *c as i32,
+                    next: self.next[*c as usize],
+                }))
+            })
+            .collect()
+    }
+}
+
+fn change(k: Kind) -> Change {
+    Change { kind: Some(k) }
+}
+
+impl Simulator {
+    /// A simulator starting from nothing.
+    pub fn new(cfg: SimConfig) -> Self {
+        let clock = ManualClock::new(cfg.start_unix_ms - cfg.epoch_interval_ms);
+        Simulator {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            clock,
+            state: State::new(1),
+            cfg,
+        }
+    }
+
+    /// A simulator that continues from an existing state (its clock set just past it).
+    pub fn resume(cfg: SimConfig, state: State) -> Self {
+        let mut s = Simulator::new(cfg);
+        let last_ms = if state.epoch == 0 {
+            s.cfg.start_unix_ms - s.cfg.epoch_interval_ms
+        } else {
+            epoch::to_unix_ms(state.epoch)
+        };
+        s.clock.set(last_ms.max(s.clock.now_ms()));
+        s.rng = StdRng::seed_from_u64(s.cfg.seed ^ state.lsn.rotate_left(17));
+        s.state = state;
+        s
+    }
+
+    pub fn clock(&self) -> Arc<ManualClock> {
+        self.clock.clone()
+    }
+
+    /// The truth as of the last generated epoch.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Generates the next barrier: advances the clock one interval, builds the batch and
+    /// applies it to the truth. Returns the epoch and the batch to commit.
+    pub fn next_epoch(&mut self) -> Result<(u64, Vec<Change>)> {
+        self.clock.advance(self.cfg.epoch_interval_ms);
+        let epoch = epoch::from_unix_ms(self.clock.now_ms());
+        if epoch <= self.state.epoch {
+            return Err(Error::InvalidInput(format!(
+                "simulated time {} does not move past the state's epoch {}",
+                epoch::format(epoch),
+                self.state.epoch
+            )));
+        }
+        let changes = self.build(epoch);
+        self.state.apply_batch(epoch, &changes).map_err(|(i, e)| {
+            Error::Internal(format!(
+                "simulator generated an invalid change {i} at epoch {epoch}: {e}"
+            ))
+        })?;
+        Ok((epoch, changes))
+    }
+
+    fn build(&mut self, epoch: u64) -> Vec<Change> {
+        let mut ids = Ids::new(&self.state);
+        let mut out = Vec::new();
+        let mut delta = HummockVersionDelta {
+            id: self.state.hummock.id + 1,
+            prev_id: self.state.hummock.id,
+            max_committed_epoch: epoch,
+            ..Default::default()
+        };
+        if self.state.cluster_id.is_empty() {
+            self.bootstrap(&mut ids, &mut out, &mut delta);
+        } else {
+            let r: f64 = self.rng.random();
+            if r < self.cfg.ddl_rate {
+                self.ddl(&mut ids, &mut out, &mut delta, epoch);
+            }
+            if self.rng.random::<f64>() < self.cfg.user_rate {
+                self.user_change(&mut ids, &mut out);
+            }
+            if self.rng.random::<f64>() < 0.001 {
+                self.cluster_change(&mut out);
+            }
+            self.backfill_progress(&mut delta);
+            self.flush(&mut ids, &mut delta, epoch);
+            if self.rng.random::<f64>() < self.cfg.compaction_rate {
+                self.compact(&mut ids, &mut delta, epoch);
+            }
+        }
+        let mut batch = ids.advances();
+        batch.extend(out);
+        batch.push(change(Kind::HummockDelta(delta)));
+        batch
+    }
+
+    fn bootstrap(&mut self, ids: &mut Ids, out: &mut Vec<Change>, delta: &mut HummockVersionDelta) {
+        let cluster_id = format!(
+            "{:08x}-{:04x}-{:04x}",
+            self.rng.random::<u32>(),
+            self.rng.random::<u16>(),
+            self.rng.random::<u16>()
+        );
+        out.push(change(Kind::SetClusterId(cluster_id)));
+        for (k, v) in [
+            ("barrier_interval_ms", "1000"),
+            ("checkpoint_frequency", "1"),
+            ("state_store", "hummock+s3://state-bucket"),
+            ("data_directory", "hummock_001"),
+            ("backup_storage_url", "s3://backup-bucket"),
+            ("backup_storage_directory", "backup"),
+        ] {
+            out.push(change(Kind::SetParam(pb::SystemParam {
+                name: k.into(),
+                value: v.into(),
+            })));
+        }
+        let workers = [
+            (1, WorkerType::Meta, 5690),
+            (2, WorkerType::Frontend, 4566),
+            (3, WorkerType::ComputeNode, 5688),
+            (4, WorkerType::ComputeNode, 5688),
+            (5, WorkerType::ComputeNode, 5688),
+            (6, WorkerType::Compactor, 6660),
+        ];
+        for (id, t, port) in workers {
+            out.push(change(Kind::AddWorker(WorkerNode {
+                id,
+                host: format!("10.0.0.{id}"),
+                port,
+                worker_type: t as i32,
+            })));
+        }
+        // Ids 1.. of each generator are used from here on.
+        let root = ids.take(IdCategory::User) as u32;
+        out.push(change(Kind::CreateUser(User {
+            id: root,
+            name: "root".into(),
+            is_super: true,
+            can_create_db: true,
+            can_create_user: true,
+            can_login: true,
+            auth_info: None,
+            grants: vec![],
+        })));
+        let db = ids.take(IdCategory::Catalog) as u32;
+        out.push(change(Kind::CreateCatalog(obj(
+            db,
+            CatalogKind::Database,
+            "dev",
+            0,
+            0,
+            root,
+            "",
+            vec![],
+        ))));
+        let schema = ids.take(IdCategory::Catalog) as u32;
+        out.push(change(Kind::CreateCatalog(obj(
+            schema,
+            CatalogKind::Schema,
+            "public",
+            db,
+            0,
+            root,
+            "",
+            vec![],
+        ))));
+        // Group ids 1 is reserved; 2 and 3 are the static groups.
+        ids.take(IdCategory::CompactionGroup);
+        for g in STATIC_GROUPS {
+            ids.take(IdCategory::CompactionGroup);
+            delta.group_deltas.push(GroupDelta {
+                group_id: g,
+                delta: Some(Delta::GroupConstruct(GroupConstruct {
+                    max_level: MAX_LEVEL,
+                    member_table_ids: vec![],
+                })),
+            });
+        }
+    }
+
+    fn owner(&mut self) -> u32 {
+        let users: Vec<u32> = self.state.users.keys().copied().collect();
+        *users.choose(&mut self.rng).unwrap_or(&ROOT_USER)
+    }
+
+    fn pick(&mut self, kinds: &[CatalogKind]) -> Option<CatalogObject> {
+        let v: Vec<&CatalogObject> = self
+            .state
+            .catalog
+            .values()
+            .filter(|o| kinds.contains(&o.kind()))
+            .collect();
+        v.choose(&mut self.rng).map(|o| (*o).clone())
+    }
+
+    fn ddl(
+        &mut self,
+        ids: &mut Ids,
+        out: &mut Vec<Change>,
+        delta: &mut HummockVersionDelta,
+        epoch: u64,
+    ) {
+        let too_big = self.state.catalog.len() > self.cfg.target_catalog;
+        let r: f64 = self.rng.random();
+        let drop_p = if too_big { 0.6 } else { 0.12 };
+        if r < drop_p {
+            return self.drop_object(out, delta);
+        }
+        if r < drop_p + 0.08 {
+            return self.alter_object(out);
+        }
+        let owner = self.owner();
+        let Some(schema) = self.pick(&[CatalogKind::Schema]) else {
+            return;
+        };
+        let db = schema.database_id;
+        let kinds = [
+            (CatalogKind::Database, 0.03),
+            (CatalogKind::Schema, 0.07),
+            (CatalogKind::Table, 0.25),
+            (CatalogKind::MaterializedView, 0.22),
+            (CatalogKind::Index, 0.08),
+            (CatalogKind::Source, 0.08),
+            (CatalogKind::Sink, 0.07),
+            (CatalogKind::View, 0.07),
+            (CatalogKind::Function, 0.06),
+            (CatalogKind::Connection, 0.04),
+            (CatalogKind::Secret, 0.03),
+        ];
+        let mut x: f64 = self.rng.random::<f64>() * kinds.iter().map(|k| k.1).sum::<f64>();
+        let mut kind = CatalogKind::Table;
+        for (k, w) in kinds {
+            if x < w {
+                kind = k;
+                break;
+            }
+            x -= w;
+        }
+        let id = ids.take(IdCategory::Catalog) as u32;
+        let name = format!("{}_{id}", crate::model::catalog_kind_name(kind));
+        let upstream = |s: &mut Self, kinds: &[CatalogKind]| -> Vec<u32> {
+            let v: Vec<u32> = s
+                .state
+                .catalog
+                .values()
+                .filter(|o| kinds.contains(&o.kind()) && o.database_id == db)
+                .map(|o| o.id)
+                .collect();
+            let n = s.rng.random_range(1..=2usize).min(v.len());
+            let mut picked: Vec<u32> = v.choose_multiple(&mut s.rng, n).copied().collect();
+            picked.sort_unstable();
+            picked
+        };
+        let o = match kind {
+            CatalogKind::Database => {
+                let o = obj(id, kind, &name, 0, 0, owner, "", vec![]);
+                out.push(change(Kind::CreateCatalog(o)));
+                let sid = ids.take(IdCategory::Catalog) as u32;
+                obj(sid, CatalogKind::Schema, "public", id, 0, owner, "", vec![])
+            }
+            CatalogKind::Schema => obj(id, kind, &name, db, 0, owner, "", vec![]),
+            CatalogKind::Table => obj(
+                id,
+                kind,
+                &name,
+                db,
+                schema.id,
+                owner,
+                &format!("CREATE TABLE {name} (k INT PRIMARY KEY, v VARCHAR)"),
+                vec![],
+            ),
+            CatalogKind::MaterializedView
+            | CatalogKind::Sink
+            | CatalogKind::View
+            | CatalogKind::Index => {
+                let from = if kind == CatalogKind::Index {
+                    upstream(self, &[CatalogKind::Table])
+                        .into_iter()
+                        .take(1)
+                        .collect()
+                } else {
+                    upstream(
+                        self,
+                        &[
+                            CatalogKind::Table,
+                            CatalogKind::MaterializedView,
+                            CatalogKind::Source,
+                        ],
+                    )
+                };
+                if from.is_empty() {
+                    obj(
+                        id,
+                        CatalogKind::Table,
+                        &format!("table_{id}"),
+                        db,
+                        schema.id,
+                        owner,
+                        "CREATE TABLE t (k INT)",
+                        vec![],
+                    )
+                } else {
+                    let def = format!(
+                        "CREATE {} {name} AS SELECT * FROM {from:?}",
+                        crate::model::catalog_kind_name(kind).to_uppercase()
+                    );
+                    obj(id, kind, &name, db, schema.id, owner, &def, from)
+                }
+            }
+            CatalogKind::Source => obj(
+                id,
+                kind,
+                &name,
+                db,
+                schema.id,
+                owner,
+                "CREATE SOURCE s WITH (connector = 'kafka')",
+                vec![],
+            ),
+            CatalogKind::Function => obj(
+                id,
+                kind,
+                &name,
+                db,
+                schema.id,
+                owner,
+                "CREATE FUNCTION f(INT) RETURNS INT LANGUAGE sql AS 'SELECT $1 + 1'",
+                vec![],
+            ),
+            CatalogKind::Connection => obj(
+                id,
+                kind,
+                &name,
+                db,
+                schema.id,
+                owner,
+                "CREATE CONNECTION c WITH (type = 'privatelink')",
+                vec![],
+            ),
+            CatalogKind::Secret => {
+                let v: u64 = self.rng.random();
+                obj(
+                    id,
+                    kind,
+                    &name,
+                    db,
+                    schema.id,
+                    owner,
+                    &format!("enc:{v:016x}"),
+                    vec![],
+                )
+            }
+            _ => return,
+        };
+        let oid = o.id;
+        let okind = o.kind();
+        out.push(change(Kind::CreateCatalog(o)));
+        if okind == CatalogKind::MaterializedView || okind == CatalogKind::Sink {
+            ids.take_n(IdCategory::Fragment, self.rng.random_range(1..4));
+            ids.take_n(IdCategory::Actor, self.rng.random_range(3..12));
+        }
+        if okind == CatalogKind::MaterializedView {
+            for _ in 0..self.rng.random_range(1..=2) {
+                let iid = ids.take(IdCategory::Catalog) as u32;
+                let it = obj(
+                    iid,
+                    CatalogKind::InternalTable,
+                    &format!("__internal_{oid}_{iid}"),
+                    db,
+                    schema.id,
+                    owner,
+                    "",
+                    vec![oid],
+                );
+                out.push(change(Kind::CreateCatalog(it)));
+            }
+            // Backfilling: the MV's committed epoch trails until it catches up.
+            delta.table_committed_epochs.push(TableCommittedEpoch {
+                table_id: oid,
+                epoch,
+            });
+            if self.rng.random::<f64>() < 0.25 {
+                let g = ids.take(IdCategory::CompactionGroup);
+                delta.group_deltas.push(GroupDelta {
+                    group_id: g,
+                    delta: Some(Delta::GroupConstruct(GroupConstruct {
+                        max_level: MAX_LEVEL,
+                        member_table_ids: vec![oid],
+                    })),
+                });
+            }
+        }
+    }
+
+    fn alter_object(&mut self, out: &mut Vec<Change>) {
+        let Some(mut o) = self.pick(&[
+            CatalogKind::Table,
+            CatalogKind::MaterializedView,
+            CatalogKind::View,
+            CatalogKind::Sink,
+            CatalogKind::Source,
+            CatalogKind::Function,
+        ]) else {
+            return;
+        };
+        if self.rng.random::<bool>() {
+            o.name = format!(
+                "{}_r{}",
+                o.name.split("_r").next().unwrap_or(&o.name),
+                self.rng.random_range(0..1000)
+            );
+        } else {
+            o.definition = format!(
+                "{} -- altered {}",
+                o.definition.split(" -- ").next().unwrap_or(""),
+                self.rng.random::<u16>()
+            );
+            o.owner = self.owner();
+        }
+        out.push(change(Kind::AlterCatalog(o)));
+    }
+
+    /// Drops an object nothing but its own internal tables refers to, with those internal
+    /// tables, and its dedicated compaction group if it has one.
+    fn drop_object(&mut self, out: &mut Vec<Change>, delta: &mut HummockVersionDelta) {
+        let st = &self.state;
+        let mut referrers: std::collections::HashMap<u32, Vec<&CatalogObject>> = Default::default();
+        for o in st.catalog.values() {
+            let parents = [o.database_id, o.schema_id];
+            for p in parents
+                .iter()
+                .chain(o.dependencies.iter())
+                .filter(|p| **p != 0)
+            {
+                referrers.entry(*p).or_default().push(o);
+            }
+        }
+        let candidates: Vec<(u32, Vec<u32>)> = st
+            .catalog
+            .values()
+            .filter(|o| {
+                o.kind() != CatalogKind::InternalTable
+                    && !(o.kind() == CatalogKind::Schema && o.name == "public")
+            })
+            .filter(|o| o.kind() != CatalogKind::Database)
+            .filter_map(|o| {
+                let refs = referrers.get(&o.id).map(|v| v.as_slice()).unwrap_or(&[]);
+                let internal: Vec<u32> = refs
+                    .iter()
+                    .filter(|r| r.kind() == CatalogKind::InternalTable && r.dependencies == [o.id])
+                    .map(|r| r.id)
+                    .collect();
+                // Internal tables must themselves be unreferenced.
+                let internal_free = internal.iter().all(|i| !referrers.contains_key(i));
+                (internal.len() == refs.len() && internal_free).then_some((o.id, internal))
+            })
+            .collect();
+        let Some((victim, internal)) = candidates.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        for i in &internal {
+            out.push(change(Kind::DropCatalog(*i)));
+        }
+        out.push(change(Kind::DropCatalog(victim)));
+        for t in internal.iter().chain([&victim]) {
+            if self.state.hummock.table_committed_epochs.contains_key(t)
+                || delta
+                    .table_committed_epochs
+                    .iter()
+                    .any(|x| x.table_id == *t)
+            {
+                delta.table_committed_epochs.retain(|x| x.table_id != *t);
+                delta.removed_table_ids.push(*t);
+            }
+        }
+        let dedicated: Vec<u64> = self
+            .state
+            .hummock
+            .groups
+            .iter()
+            .filter(|(_, g)| g.member_table_ids == [victim])
+            .map(|(id, _)| *id)
+            .collect();
+        for gid in dedicated {
+            let g = &self.state.hummock.groups[&gid];
+            let mut l0 = Vec::new();
+            let mut by_level: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+            for (loc, s) in g.ssts() {
+                match loc {
+                    SstLoc::L0(_) => l0.push(s.sst_id),
+                    SstLoc::Level(l) => by_level.entry(l).or_default().push(s.sst_id),
+                }
+            }
+            if !l0.is_empty() {
+                by_level.insert(0, l0);
+            }
+            for (level, removed) in by_level {
+                delta.group_deltas.push(GroupDelta {
+                    group_id: gid,
+                    delta: Some(Delta::IntraLevel(IntraLevelDelta {
+                        level_idx: level,
+                        l0_sub_level_id: 0,
+                        removed_sst_ids: removed,
+                        inserted_ssts: vec![],
+                    })),
+                });
+            }
+            delta.group_deltas.push(GroupDelta {
+                group_id: gid,
+                delta: Some(Delta::GroupDestroy(GroupDestroy {})),
+            });
+        }
+    }
+
+    fn user_change(&mut self, ids: &mut Ids, out: &mut Vec<Change>) {
+        let r: f64 = self.rng.random();
+        let others: Vec<User> = self
+            .state
+            .users
+            .values()
+            .filter(|u| u.id != ROOT_USER)
+            .cloned()
+            .collect();
+        if r < 0.3 || others.is_empty() {
+            let id = ids.take(IdCategory::User) as u32;
+            let mut hash = [0u8; 16];
+            self.rng.fill(&mut hash);
+            out.push(change(Kind::CreateUser(User {
+                id,
+                name: format!("user_{id}"),
+                is_super: false,
+                can_create_db: self.rng.random(),
+                can_create_user: false,
+                can_login: true,
+                auth_info: Some(AuthInfo {
+                    encryption_type: 2,
+                    encrypted_value: hash.to_vec(),
+                }),
+                grants: vec![],
+            })));
+            return;
+        }
+        let Some(mut u) = others.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        if r < 0.65 {
+            let Some(o) = self.pick(&[
+                CatalogKind::Table,
+                CatalogKind::MaterializedView,
+                CatalogKind::View,
+                CatalogKind::Schema,
+            ]) else {
+                return;
+            };
+            let actions = [
+                Action::Select,
+                Action::Insert,
+                Action::Update,
+                Action::Delete,
+                Action::Usage,
+            ];
+            let action = *actions.choose(&mut self.rng).unwrap_or(&Action::Select);
+            out.push(change(Kind::Grant(pb::Grant {
+                user_id: u.id,
+                privilege: Some(GrantPrivilege {
+                    object_id: o.id,
+                    action: action as i32,
+                    with_grant_option: self.rng.random(),
+                    granted_by: ROOT_USER,
+                }),
+            })));
+        } else if r < 0.8 {
+            if let Some(g) = u.grants.choose(&mut self.rng) {
+                out.push(change(Kind::Revoke(pb::Revoke {
+                    user_id: u.id,
+                    object_id: g.object_id,
+                    action: g.action,
+                })));
+            }
+        } else if r < 0.93 {
+            let mut hash = [0u8; 16];
+            self.rng.fill(&mut hash);
+            u.auth_info = Some(AuthInfo {
+                encryption_type: 2,
+                encrypted_value: hash.to_vec(),
+            });
+            u.can_create_db = !u.can_create_db;
+            out.push(change(Kind::AlterUser(u)));
+        } else if !self.state.catalog.values().any(|o| o.owner == u.id) {
+            out.push(change(Kind::DropUser(u.id)));
+        }
+    }
+
+    fn cluster_change(&mut self, out: &mut Vec<Change>) {
+        if self.rng.random::<bool>() {
+            let v = [500u32, 1000, 2000][self.rng.random_range(0..3)];
+            out.push(change(Kind::SetParam(pb::SystemParam {
+                name: "barrier_interval_ms".into(),
+                value: v.to_string(),
+            })));
+            return;
+        }
+        let computes: Vec<u32> = self
+            .state
+            .workers
+            .values()
+            .filter(|w| w.worker_type() == WorkerType::ComputeNode)
+            .map(|w| w.id)
+            .collect();
+        if computes.len() > 2 && self.rng.random::<bool>() {
+            if let Some(id) = computes.choose(&mut self.rng) {
+                out.push(change(Kind::RemoveWorker(*id)));
+            }
+        } else {
+            let id = self.state.workers.keys().max().copied().unwrap_or(0) + 1;
+            out.push(change(Kind::AddWorker(WorkerNode {
+                id,
+                host: format!("10.0.{}.{}", id / 250, id % 250),
+                port: 5688,
+                worker_type: WorkerType::ComputeNode as i32,
+            })));
+        }
+    }
+
+    fn backfill_progress(&mut self, delta: &mut HummockVersionDelta) {
+        let lagging: Vec<u32> = self
+            .state
+            .hummock
+            .table_committed_epochs
+            .keys()
+            .copied()
+            .collect();
+        for t in lagging {
+            if self.rng.random::<f64>() < 0.1 && !delta.removed_table_ids.contains(&t) {
+                delta.removed_table_ids.push(t);
+            }
+        }
+    }
+
+    fn stateful_tables(&self, group: u64) -> Vec<u32> {
+        let g = &self.state.hummock.groups[&group];
+        if !g.member_table_ids.is_empty() {
+            return g.member_table_ids.clone();
+        }
+        let dedicated: std::collections::HashSet<u32> = self
+            .state
+            .hummock
+            .groups
+            .values()
+            .flat_map(|g| g.member_table_ids.iter().copied())
+            .collect();
+        let want_mv = group == STATIC_GROUPS[1];
+        self.state
+            .catalog
+            .values()
+            .filter(|o| is_relation_with_state(o.kind()) && !dedicated.contains(&o.id))
+            .filter(|o| {
+                (o.kind() == CatalogKind::MaterializedView
+                    || o.kind() == CatalogKind::InternalTable)
+                    == want_mv
+            })
+            .map(|o| o.id)
+            .collect()
+    }
+
+    fn new_sst(&mut self, ids: &mut Ids, tables: &[u32], epoch: u64, out: &mut Vec<SstableInfo>) {
+        let object_id = ids.take(IdCategory::SstableObject);
+        let n = self.rng.random_range(1..=3usize).min(tables.len());
+        let mut t: Vec<u32> = tables.choose_multiple(&mut self.rng, n).copied().collect();
+        t.sort_unstable();
+        let lo = t.first().copied().unwrap_or(0);
+        let hi = t.last().copied().unwrap_or(0);
+        let size = self.rng.random_range(64 << 10..32 << 20);
+        let mk = |sst_id: u64, left: Vec<u8>, right: Vec<u8>, file_size: u64| SstableInfo {
+            object_id,
+            sst_id,
+            key_range: Some(KeyRange {
+                left,
+                right,
+                right_exclusive: false,
+            }),
+            file_size,
+            table_ids: t.clone(),
+            min_epoch: epoch.saturating_sub(self.cfg.epoch_interval_ms << 16),
+            max_epoch: epoch,
+        };
+        let left = [
+            lo.to_be_bytes().as_slice(),
+            &self.rng.random::<u32>().to_be_bytes(),
+        ]
+        .concat();
+        let right = [hi.to_be_bytes().as_slice(), &[0xff; 4]].concat();
+        if self.rng.random::<f64>() < 0.1 {
+            // An object split in two SSTs (as a group split does): one object, two sst_ids.
+            let mid = [lo.to_be_bytes().as_slice(), &[0x80, 0, 0, 0]].concat();
+            out.push(mk(object_id, left, mid.clone(), size / 2));
+            let second = ids.take(IdCategory::SstableObject);
+            out.push(mk(second, mid, right, size - size / 2));
+        } else {
+            out.push(mk(object_id, left, right, size));
+        }
+    }
+
+    fn flush(&mut self, ids: &mut Ids, delta: &mut HummockVersionDelta, epoch: u64) {
+        let destroyed: Vec<u64> = delta
+            .group_deltas
+            .iter()
+            .filter(|g| matches!(g.delta, Some(Delta::GroupDestroy(_))))
+            .map(|g| g.group_id)
+            .collect();
+        let groups: Vec<u64> = self
+            .state
+            .hummock
+            .groups
+            .keys()
+            .copied()
+            .filter(|g| !destroyed.contains(g))
+            .collect();
+        for g in groups {
+            let tables = self.stateful_tables(g);
+            if tables.is_empty() || self.rng.random::<f64>() < 0.3 {
+                continue;
+            }
+            let mut ssts = Vec::new();
+            for _ in 0..self.rng.random_range(1..=2) {
+                self.new_sst(ids, &tables, epoch, &mut ssts);
+            }
+            delta.group_deltas.push(GroupDelta {
+                group_id: g,
+                delta: Some(Delta::NewL0SubLevel(NewL0SubLevel {
+                    sub_level_id: delta.id,
+                    ssts,
+                })),
+            });
+        }
+    }
+
+    fn compact(&mut self, ids: &mut Ids, delta: &mut HummockVersionDelta, epoch: u64) {
+        let touched: std::collections::HashSet<u64> = delta
+            .group_deltas
+            .iter()
+            .filter(|g| !matches!(g.delta, Some(Delta::NewL0SubLevel(_))))
+            .map(|g| g.group_id)
+            .collect();
+        let groups: Vec<u64> = self
+            .state
+            .hummock
+            .groups
+            .iter()
+            .filter(|(id, g)| !touched.contains(id) && !g.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        let Some(&gid) = groups.choose(&mut self.rng) else {
+            return;
+        };
+        let tables = self.stateful_tables(gid);
+        let g = self.state.hummock.groups[&gid].clone();
+        let shrink = self.state.hummock.sst_count() > self.cfg.target_ssts;
+        ids.take(IdCategory::CompactionTask);
+        // L0 → L1 once enough sub-levels pile up, else Ln → Ln+1 for the fullest level.
+        let (from, to, removed_from): (u32, u32, Vec<u64>) = if g.l0.len() >= 3 {
+            (
+                0,
+                1,
+                g.l0.values().flat_map(|s| s.keys().copied()).collect(),
+            )
+        } else {
+            let caps = |l: u32| 4usize * 4usize.pow(l);
+            let Some(l) = (1..MAX_LEVEL)
+                .find(|l| g.levels[*l as usize - 1].len() > caps(*l))
+                .or_else(|| (1..MAX_LEVEL).find(|l| !g.levels[*l as usize - 1].is_empty()))
+            else {
+                return;
+            };
+            let level: Vec<u64> = g.levels[l as usize - 1].keys().copied().collect();
+            let n = self.rng.random_range(1..=4usize).min(level.len());
+            (
+                l,
+                l + 1,
+                level.choose_multiple(&mut self.rng, n).copied().collect(),
+            )
+        };
+        let next: Vec<u64> = g.levels[to as usize - 1].keys().copied().collect();
+        let overlap_n = self.rng.random_range(0..=3usize).min(next.len());
+        let removed_to: Vec<u64> = next
+            .choose_multiple(&mut self.rng, overlap_n)
+            .copied()
+            .collect();
+        let n_in = removed_from.len() + removed_to.len();
+        let n_out = if shrink {
+            (n_in / 2).max(1)
+        } else {
+            n_in.max(1)
+        };
+        let mut inserted = Vec::new();
+        let tables = if tables.is_empty() { vec![0] } else { tables };
+        while inserted.len() < n_out {
+            self.new_sst(ids, &tables, epoch, &mut inserted);
+        }
+        delta.group_deltas.push(GroupDelta {
+            group_id: gid,
+            delta: Some(Delta::IntraLevel(IntraLevelDelta {
+                level_idx: from,
+                l0_sub_level_id: 0,
+                removed_sst_ids: removed_from,
+                inserted_ssts: vec![],
+            })),
+        });
+        delta.group_deltas.push(GroupDelta {
+            group_id: gid,
+            delta: Some(Delta::IntraLevel(IntraLevelDelta {
+                level_idx: to,
+                l0_sub_level_id: 0,
+                removed_sst_ids: removed_to,
+                inserted_ssts: inserted,
+            })),
+        });
+        // Time travel reaches back ten minutes; compaction may drop older versions of keys.
+        let safe = epoch.saturating_sub((600_000u64) << 16);
+        if safe > self.state.hummock.safe_epoch {
+            delta.safe_epoch = safe;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn obj(
+    id: u32,
+    kind: CatalogKind,
+    name: &str,
+    database_id: u32,
+    schema_id: u32,
+    owner: u32,
+    def: &str,
+    deps: Vec<u32>,
+) -> CatalogObject {
+    CatalogObject {
+        id,
+        kind: kind as i32,
+        name: name.into(),
+        database_id,
+        schema_id,
+        owner,
+        definition: def.into(),
+        dependencies: deps,
+    }
+}
+
+/// Where `metapitr simulate` writes its truth files: at every `every`-th epoch, the
+/// JSONL export of the simulator's own state as `dir/<epoch>.jsonl`.
+#[derive(Debug, Clone)]
+pub struct TruthOptions {
+    pub dir: PathBuf,
+    pub every: u64,
+}
+
+/// A simulation run against a recorder.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub sim: SimConfig,
+    pub epochs: u64,
+    /// Take a snapshot every N epochs. Default `None`.
+    pub snapshot_every: Option<u64>,
+    pub truth: Option<TruthOptions>,
+    /// Commits in flight at once (they share fsyncs). Default 32.
+    pub in_flight: usize,
+    pub recorder: RecorderOptions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            sim: SimConfig::default(),
+            epochs: 1000,
+            snapshot_every: None,
+            truth: None,
+            in_flight: 32,
+            recorder: RecorderOptions {
+                snapshot_every_ms: None,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub epochs: u64,
+    pub first_epoch: u64,
+    pub last_epoch: u64,
+    pub records: u64,
+    pub snapshots: Vec<pb::SnapshotEntry>,
+    pub truth_files: Vec<(u64, PathBuf)>,
+    pub archive: ArchiveStatus,
+    pub final_state_ssts: usize,
+    pub final_catalog_objects: usize,
+}
+
+/// Runs the simulator into a recorder on `wal_dir` archiving to the repo at `repo_url`.
+/// Continues from what `wal_dir` already holds. The repo uses the simulator's clock.
+pub async fn run(repo_url: &str, wal_dir: &std::path::Path, opts: RunOptions) -> Result<RunReport> {
+    let mut sim = Simulator::new(opts.sim.clone());
+    let repo = Repo::open(repo_url, sim.clock())?;
+    run_with_repo(repo, wal_dir, opts, &mut sim).await
+}
+
+/// [`run`] with a repo (whose clock should be `sim.clock()`) and simulator of the caller's.
+pub async fn run_with_repo(
+    repo: Repo,
+    wal_dir: &std::path::Path,
+    opts: RunOptions,
+    sim: &mut Simulator,
+) -> Result<RunReport> {
+    let rec = Recorder::open(wal_dir, repo, opts.recorder.clone()).await?;
+    let existing = rec.with_state(|s| s.clone())?;
+    if existing.lsn > 0 {
+        *sim = Simulator::resume(opts.sim.clone(), existing);
+    }
+    if let Some(t) = &opts.truth {
+        std::fs::create_dir_all(&t.dir).map_err(|e| Error::io(&t.dir, e))?;
+    }
+    let mut report = RunReport::default();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..opts.epochs {
+        let (epoch, changes) = sim.next_epoch()?;
+        report.records += changes.len() as u64;
+        if report.first_epoch == 0 {
+            report.first_epoch = epoch;
+        }
+        report.last_epoch = epoch;
+        pending.push_back(rec.commit_nowait(epoch, changes)?);
+        while pending.len() >= opts.in_flight.max(1) {
+            if let Some(f) = pending.pop_front() {
+                f.await?;
+            }
+        }
+        let n = i + 1;
+        if opts.snapshot_every.is_some_and(|k| k > 0 && n % k == 0) {
+            for f in pending.drain(..) {
+                f.await?;
+            }
+            report.snapshots.push(rec.snapshot().await?);
+        }
+        if let Some(t) = opts
+            .truth
+            .as_ref()
+            .filter(|t| t.every > 0 && n % t.every == 0)
+        {
+            let path = t.dir.join(format!("{epoch}.jsonl"));
+            let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let mut w = std::io::BufWriter::new(f);
+            crate::jsonl::write(sim.state(), &mut w).map_err(|e| Error::io(&path, e))?;
+            report.truth_files.push((epoch, path));
+        }
+    }
+    for f in pending.drain(..) {
+        f.await?;
+    }
+    report.epochs = opts.epochs;
+    report.final_state_ssts = sim.state().hummock.sst_count();
+    report.final_catalog_objects = sim.state().catalog.len();
+    report.archive = rec.close().await?;
+    Ok(report)
+}

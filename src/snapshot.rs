@@ -1,0 +1,210 @@
+//! Base snapshots: the whole metadata state at one epoch, in the repo and as the local
+//! checkpoint of a meta store directory.
+//!
+//! Both use the same bytes: a zstd frame around a snapshot envelope ([`crate::codec`],
+//! kind 1) whose body is the protobuf `metapitr.MetaState`.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use prost::Message;
+use tracing::info;
+
+use crate::codec::{self, Kind};
+use crate::error::{Error, Result};
+use crate::model::pb::{self, SnapshotEntry};
+use crate::model::State;
+use crate::repo::{snapshot_entry_key, snapshot_key, Repo};
+use crate::wal::fsync_dir;
+
+/// The local checkpoint of a meta store directory.
+pub const CHECKPOINT_FILE: &str = "CHECKPOINT";
+
+/// A state as stored bytes (zstd frame around the envelope).
+pub fn encode(state: &State) -> Result<Vec<u8>> {
+    codec::compress(&codec::seal(
+        Kind::Snapshot,
+        &state.to_proto().encode_to_vec(),
+    ))
+}
+
+pub fn decode(bytes: &[u8], what: &str) -> Result<State> {
+    let payload = codec::decompress(bytes, what)?;
+    decode_payload(&payload, what)
+}
+
+fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
+    let body = codec::open(Kind::Snapshot, payload, what)?;
+    let m = pb::MetaState::decode(body).map_err(|e| {
+        Error::corrupt(
+            what,
+            codec::HEADER_LEN as u64,
+            format!("does not decode: {e}"),
+        )
+    })?;
+    State::from_proto(m).map_err(|e| {
+        Error::corrupt(
+            what,
+            codec::HEADER_LEN as u64,
+            format!("inconsistent state: {e}"),
+        )
+    })
+}
+
+/// Writes the checkpoint of a meta store directory atomically (temp file, fsync, rename,
+/// directory fsync).
+pub fn write_checkpoint(dir: &Path, state: &State) -> Result<()> {
+    let bytes = encode(state)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let path = dir.join(CHECKPOINT_FILE);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    fsync_dir(dir)
+}
+
+pub fn read_checkpoint(dir: &Path) -> Result<Option<State>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => decode(&b, &path.display().to_string()).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Uploads a snapshot of `state` and lists it in the manifest. Uploading the same state
+/// twice returns the existing entry.
+pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
+    let key = snapshot_key(state.timeline, state.lsn, state.epoch);
+    let s2 = state.clone();
+    let payload = tokio::task::spawn_blocking(move || {
+        codec::seal(Kind::Snapshot, &s2.to_proto().encode_to_vec())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("snapshot encode task: {e}")))?;
+    let raw_size = payload.len() as u64;
+    let crc = crc32fast::hash(&payload);
+    let z = tokio::task::spawn_blocking(move || codec::compress(&payload))
+        .await
+        .map_err(|e| Error::Internal(format!("snapshot compress task: {e}")))??;
+    let stored_size = z.len() as u64;
+    repo.put_new(&key, Bytes::from(z)).await?;
+    let now = repo.clock().now_ms();
+    let mut entry = SnapshotEntry {
+        id: 0,
+        timeline: state.timeline,
+        lsn: state.lsn,
+        max_committed_epoch: state.epoch,
+        safe_epoch: state.hummock.safe_epoch,
+        raw_size,
+        stored_size,
+        payload_crc32: crc,
+        created_at_ms: now,
+        keep: false,
+    };
+    let ids = state.ids;
+    let m = repo
+        .update_manifest(|m| {
+            if m.snapshots.iter().any(|s| snapshot_entry_key(s) == key) {
+                return Ok(false);
+            }
+            let mut e = entry.clone();
+            e.id = m.next_snapshot_id.max(1);
+            m.next_snapshot_id = e.id + 1;
+            m.snapshots.push(e);
+            m.raise_id_high_water(&ids);
+            Ok(true)
+        })
+        .await?;
+    if let Some(e) = m.snapshots.iter().find(|s| snapshot_entry_key(s) == key) {
+        entry = e.clone();
+    }
+    info!(
+        id = entry.id,
+        epoch = entry.max_committed_epoch,
+        bytes = entry.stored_size,
+        "snapshot uploaded"
+    );
+    Ok(entry)
+}
+
+/// Fetches a snapshot and checks it against its manifest entry.
+pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
+    let key = snapshot_entry_key(e);
+    let z = repo.get(&key).await?;
+    let e = e.clone();
+    tokio::task::spawn_blocking(move || {
+        let payload = codec::decompress(&z, &key)?;
+        if payload.len() as u64 != e.raw_size || crc32fast::hash(&payload) != e.payload_crc32 {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "snapshot does not match the size and checksum the manifest recorded",
+            ));
+        }
+        let s = decode_payload(&payload, &key)?;
+        if s.lsn != e.lsn || s.epoch != e.max_committed_epoch || s.timeline != e.timeline {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "snapshot's lsn, epoch or timeline differs from its manifest entry",
+            ));
+        }
+        Ok(s)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("snapshot decode task: {e}")))?
+}
+
+/// The snapshots the repo lists, by id.
+pub async fn list(repo: &Repo) -> Result<Vec<SnapshotEntry>> {
+    let mut v = repo
+        .load_manifest()
+        .await?
+        .map(|m| m.snapshots)
+        .unwrap_or_default();
+    v.sort_by_key(|s| s.id);
+    Ok(v)
+}
+
+/// Removes snapshots from the manifest, then deletes their objects. Unknown ids are an
+/// error and nothing is deleted.
+pub async fn delete(repo: &Repo, ids: &[u64]) -> Result<Vec<SnapshotEntry>> {
+    let m = repo.manifest().await?;
+    for id in ids {
+        if m.snapshot(*id).is_none() {
+            let known: Vec<String> = m.snapshots.iter().map(|s| s.id.to_string()).collect();
+            return Err(Error::NotFound(format!(
+                "snapshot {id} is not in {} (snapshots: {}); see metapitr snapshot list",
+                repo.url(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    let mut removed = Vec::new();
+    repo.update_manifest(|m| {
+        removed = m
+            .snapshots
+            .iter()
+            .filter(|s| ids.contains(&s.id))
+            .cloned()
+            .collect();
+        m.snapshots.retain(|s| !ids.contains(&s.id));
+        Ok(!removed.is_empty())
+    })
+    .await?;
+    for s in &removed {
+        repo.delete(&snapshot_entry_key(s)).await?;
+    }
+    Ok(removed)
+}
