@@ -131,7 +131,7 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
                         e.first_lsn
                     )));
                 }
-                tl.segments.push(e.clone());
+                tl.segments.push(*e);
                 m.raise_id_high_water(&s.ids);
                 changed = true;
             }
@@ -181,7 +181,7 @@ async fn compact_index(repo: &Repo, m: &Manifest) -> Result<Manifest> {
                     return Ok(false);
                 }
                 tl.segments.drain(..INDEX_CHUNK);
-                tl.chunks.push(r.clone());
+                tl.chunks.push(r);
                 Ok(true)
             })
             .await?;
@@ -245,7 +245,7 @@ pub async fn segment_entries(
 pub async fn fetch_segment(repo: &Repo, e: &SegmentEntry) -> Result<Vec<format::Record>> {
     let key = e.key();
     let z = repo.get(&key).await?;
-    let e = e.clone();
+    let e = *e;
     tokio::task::spawn_blocking(move || {
         let data = codec::decompress(&z, &key)?;
         if data.len() as u64 != e.raw_size || crc32fast::hash(&data) != e.payload_crc32 {

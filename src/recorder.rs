@@ -74,6 +74,40 @@ pub struct Recorder {
     inner: Mutex<Inner>,
 }
 
+/// A store that begins mid-history (restored from a snapshot) has nothing in the repo to
+/// replay its first records onto. Before its first segment is archived, the repo gets a
+/// snapshot of the starting state, and the timeline records the lsn it starts after, so
+/// that its first segment chains on and every epoch from the start is restorable.
+async fn register_start(repo: &Repo, state: &State) -> Result<()> {
+    if state.lsn == 0 {
+        return Ok(());
+    }
+    let m = repo.load_manifest().await?.unwrap_or_default();
+    let archived = m
+        .timeline(state.timeline)
+        .is_some_and(|t| t.first_archived().is_some() || t.fork_lsn > 0);
+    if archived {
+        return Ok(());
+    }
+    snapshot::upload(repo, state).await?;
+    let (lsn, epoch, tl) = (state.lsn, state.epoch, state.timeline);
+    repo.update_manifest(|m| {
+        let t = m.timeline_mut(tl);
+        if t.first_archived().is_some() || t.fork_lsn > 0 {
+            return Ok(false);
+        }
+        t.fork_lsn = lsn;
+        t.fork_epoch = epoch;
+        Ok(true)
+    })
+    .await?;
+    info!(
+        timeline = tl,
+        lsn, "registered where this store's history starts in the repo"
+    );
+    Ok(())
+}
+
 /// How far the archive trails the commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveLag {
@@ -94,6 +128,28 @@ impl Recorder {
             Some(s) => s,
             None => State::new(1),
         };
+        // Records past the checkpoint that the archiver shipped and deleted locally are read
+        // back from the repo before the WAL decides where to continue.
+        let local_first = wal::list_segments(dir)?.first().map(|s| s.first_lsn);
+        if local_first.is_none_or(|f| f > state.lsn + 1) {
+            if let Some(m) = repo.load_manifest().await? {
+                let repo_last = m.timeline(state.timeline).map_or(0, |t| t.last().0);
+                if repo_last > state.lsn {
+                    let plan =
+                        restore::plan(&repo, &m, Some(state.timeline), Target::Latest).await?;
+                    state = restore::execute(&repo, &plan).await?;
+                }
+            }
+        }
+        if let Some(f) = local_first.filter(|f| *f > state.lsn + 1) {
+            return Err(Error::NotFound(format!(
+                "records {}..{} are neither in {} nor archived in {}",
+                state.lsn + 1,
+                f,
+                dir.display(),
+                repo.url()
+            )));
+        }
         drop(probe);
         let wal = Wal::open(
             dir,
@@ -103,27 +159,6 @@ impl Recorder {
             clock.clone(),
         )?;
         let local = wal::read_local_records(dir, state.lsn)?;
-        let local_first = local.first().map(|r| r.lsn).unwrap_or(wal.next_lsn());
-        if local_first > state.lsn + 1 {
-            // The archiver shipped and deleted records past the checkpoint: read them back.
-            let m = repo.manifest().await?;
-            let plan = restore::plan(&repo, &m, Some(state.timeline), Target::Latest).await?;
-            let from_repo = restore::execute(&repo, &plan).await?;
-            if from_repo.lsn + 1 < local_first {
-                return Err(Error::NotFound(format!(
-                    "records {}..{} are neither in {} nor archived in {}",
-                    state.lsn + 1,
-                    local_first,
-                    dir.display(),
-                    repo.url()
-                )));
-            }
-            let ids = from_repo.ids;
-            state = from_repo;
-            // Generators were raised to the repo's high-water mark by the restore; that is
-            // the value they had at the archive's end or later, never lower.
-            state.ids = ids;
-        }
         let base_lsn = state.lsn;
         for r in local.iter().filter(|r| r.lsn > base_lsn) {
             state
@@ -140,6 +175,9 @@ impl Recorder {
                 state.lsn,
                 wal.next_lsn()
             )));
+        }
+        if opts.archive {
+            register_start(&repo, &state).await?;
         }
         let archiver = opts.archive.then(|| {
             Archiver::spawn(

@@ -33,7 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
 
 /// How many manifest versions are kept behind the newest.
-pub const MANIFEST_KEEP: u64 = 8;
+pub const MANIFEST_KEEP: u64 = 64;
 
 /// Retry policy for object-store calls that fail transiently.
 #[derive(Debug, Clone)]
@@ -72,6 +72,8 @@ pub struct Repo {
     url: String,
     clock: SharedClock,
     retry: RetryPolicy,
+    /// Written into every manifest version this handle creates.
+    writer_id: u64,
     /// The newest manifest this handle has seen, to skip a LIST on the hot path.
     cached: Arc<Mutex<Option<Manifest>>>,
 }
@@ -84,6 +86,13 @@ impl std::fmt::Debug for Repo {
 
 pub fn manifest_key(version: u64) -> String {
     format!("manifest/{version:020}.mpm.zst")
+}
+
+fn manifest_version(key: &str) -> Option<u64> {
+    key.strip_prefix("manifest/")?
+        .strip_suffix(".mpm.zst")?
+        .parse()
+        .ok()
 }
 
 pub fn segment_key(timeline: u32, first_lsn: u64) -> String {
@@ -153,8 +162,16 @@ impl Repo {
             url: url.to_string(),
             clock,
             retry: RetryPolicy::default(),
+            writer_id: rand::random(),
             cached: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Sets the id written into manifests (random by default), for simulations that must
+    /// replay byte for byte.
+    pub fn with_writer_id(mut self, id: u64) -> Self {
+        self.writer_id = id;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -377,14 +394,28 @@ impl Repo {
             }
             next.version = base.version + 1;
             next.updated_at_ms = self.clock.now_ms();
+            next.writer_id = self.writer_id;
+            next.prev_writer_id = base.writer_id;
             if next.repo_id.is_empty() {
                 next.repo_id = format!("{:016x}", self.clock.now_ms() ^ 0x6d65_7461_7069_7472);
             }
-            match self
-                .put_message(&manifest_key(next.version), Kind::Manifest, &next)
-                .await
-            {
+            let key = manifest_key(next.version);
+            match self.put_message(&key, Kind::Manifest, &next).await {
                 Ok(_) => {
+                    // A version number freed by pruning can be created again by a writer
+                    // whose view is stale. The newest versions are never pruned, so a newer
+                    // version that was not built on this write means it lost the race.
+                    if self.newest_manifest_version().await? > next.version
+                        && !self.built_on(next.version).await?
+                    {
+                        debug!(
+                            version = next.version,
+                            "wrote over a pruned manifest version; reloading"
+                        );
+                        self.delete(&key).await?;
+                        cur = self.load_manifest().await?;
+                        continue;
+                    }
                     *self.cached.lock().await = Some(next.clone());
                     if next.version > MANIFEST_KEEP && next.version % MANIFEST_KEEP == 0 {
                         self.prune_manifests(next.version).await;
@@ -400,15 +431,34 @@ impl Repo {
         }
     }
 
+    /// Whether the version after `version` was built on the one this handle wrote.
+    async fn built_on(&self, version: u64) -> Result<bool> {
+        match self
+            .get_message::<Manifest>(&manifest_key(version + 1), Kind::Manifest)
+            .await
+        {
+            Ok(n) => Ok(n.prev_writer_id == self.writer_id),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn newest_manifest_version(&self) -> Result<u64> {
+        Ok(self
+            .list("manifest/")
+            .await?
+            .iter()
+            .filter_map(|(k, _)| manifest_version(k))
+            .max()
+            .unwrap_or(0))
+    }
+
     async fn prune_manifests(&self, newest: u64) {
         let Ok(keys) = self.list("manifest/").await else {
             return;
         };
         for (k, _) in keys {
-            let v = k
-                .strip_prefix("manifest/")
-                .and_then(|s| s.strip_suffix(".mpm.zst"))
-                .and_then(|s| s.parse::<u64>().ok());
+            let v = manifest_version(&k);
             if v.is_some_and(|v| v + MANIFEST_KEEP <= newest) {
                 let _ = self.delete(&k).await;
             }

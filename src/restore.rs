@@ -152,7 +152,7 @@ pub async fn plan(
                     repo.url()
                 ))
             })?;
-            (s.max_committed_epoch, Some(s.clone()))
+            (s.max_committed_epoch, Some(*s))
         }
     };
     let id_high_water = m.id_high_water();

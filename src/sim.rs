@@ -708,7 +708,8 @@ impl Simulator {
             });
             u.can_create_db = !u.can_create_db;
             out.push(change(Kind::AlterUser(u)));
-        } else if !self.state.catalog.values().any(|o| o.owner == u.id) {
+        } else if !self.state.catalog.values().any(|o| o.owner == u.id) && !owns_in_batch(out, u.id)
+        {
             out.push(change(Kind::DropUser(u.id)));
         }
     }
@@ -945,6 +946,11 @@ impl Simulator {
     }
 }
 
+/// Whether a create or alter earlier in the batch makes `user` an owner.
+fn owns_in_batch(batch: &[Change], user: u32) -> bool {
+    batch.iter().any(|c| matches!(&c.kind, Some(Kind::CreateCatalog(o)) | Some(Kind::AlterCatalog(o)) if o.owner == user))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn obj(
     id: u32,
@@ -1022,7 +1028,7 @@ pub struct RunReport {
 /// Continues from what `wal_dir` already holds. The repo uses the simulator's clock.
 pub async fn run(repo_url: &str, wal_dir: &std::path::Path, opts: RunOptions) -> Result<RunReport> {
     let mut sim = Simulator::new(opts.sim.clone());
-    let repo = Repo::open(repo_url, sim.clock())?;
+    let repo = Repo::open(repo_url, sim.clock())?.with_writer_id(opts.sim.seed);
     run_with_repo(repo, wal_dir, opts, &mut sim).await
 }
 

@@ -114,7 +114,7 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
             if m.snapshots.iter().any(|s| snapshot_entry_key(s) == key) {
                 return Ok(false);
             }
-            let mut e = entry.clone();
+            let mut e = entry;
             e.id = m.next_snapshot_id.max(1);
             m.next_snapshot_id = e.id + 1;
             m.snapshots.push(e);
@@ -123,7 +123,7 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
         })
         .await?;
     if let Some(e) = m.snapshots.iter().find(|s| snapshot_entry_key(s) == key) {
-        entry = e.clone();
+        entry = *e;
     }
     info!(
         id = entry.id,
@@ -138,7 +138,7 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
 pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
     let key = snapshot_entry_key(e);
     let z = repo.get(&key).await?;
-    let e = e.clone();
+    let e = *e;
     tokio::task::spawn_blocking(move || {
         let payload = codec::decompress(&z, &key)?;
         if payload.len() as u64 != e.raw_size || crc32fast::hash(&payload) != e.payload_crc32 {

@@ -359,7 +359,6 @@ impl State {
             Kind::Grant(g) => {
                 let p = g
                     .privilege
-                    .clone()
                     .ok_or(ApplyError::GrantMissingPrivilege { user_id: g.user_id })?;
                 let old = self
                     .users

@@ -1,0 +1,328 @@
+//! The `metapitr` binary, as an operator runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn metapitr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metapitr"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = metapitr(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn fails(args: &[&str], code: i32) -> String {
+    let o = metapitr(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stderr).unwrap()
+}
+
+#[test]
+fn epoch_converts_the_guide_table_both_ways() {
+    for (e, ts) in [
+        ("3603859827458048", "2022-12-28 11:08:56.918"),
+        ("3603862776381440", "2022-12-28 11:09:41.915"),
+        ("3603898821640192", "2022-12-28 11:18:51.922"),
+        ("3603900263432192", "2022-12-28 11:19:13.922"),
+    ] {
+        assert_eq!(ok(&["epoch", e]).trim(), ts);
+        assert_eq!(ok(&["epoch", ts]).trim(), e);
+        assert_eq!(
+            ok(&["epoch", &format!("{}Z", ts.replace(' ', "T"))]).trim(),
+            e
+        );
+    }
+    let err = fails(&["epoch", "last tuesday"], 2);
+    assert!(err.contains("last tuesday"));
+}
+
+fn simulate(dir: &Path) -> String {
+    let repo = format!("file://{}", dir.join("repo").display());
+    let out = ok(&[
+        "simulate",
+        "--repo",
+        &repo,
+        "--wal-dir",
+        dir.join("wal").to_str().unwrap(),
+        "--epochs",
+        "300",
+        "--seed",
+        "3",
+        "--snapshot-every",
+        "100",
+        "--truth-dir",
+        dir.join("truth").to_str().unwrap(),
+        "--truth-every",
+        "25",
+        "--no-sync",
+    ]);
+    assert!(out.contains("simulated 300 epochs"), "{out}");
+    repo
+}
+
+#[test]
+fn snapshot_restore_and_export_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(d.path());
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshot", "list", "--repo", &repo, "--json"])).unwrap();
+    let snaps = list.as_array().unwrap();
+    assert_eq!(snaps.len(), 3);
+    for s in snaps {
+        for f in [
+            "id",
+            "safe_epoch",
+            "safe_epoch_ts",
+            "max_committed_epoch",
+            "max_committed_epoch_ts",
+            "size",
+        ] {
+            assert!(s.get(f).is_some(), "missing {f} in {s}");
+        }
+    }
+    let table = ok(&["snapshot", "list", "--repo", &repo]);
+    assert!(table.contains("max_committed_epoch_ts"));
+
+    // A truth epoch between the first and second snapshot.
+    let first = snaps[0]["max_committed_epoch"].as_u64().unwrap();
+    let second = snaps[1]["max_committed_epoch"].as_u64().unwrap();
+    let mut truths: Vec<u64> = std::fs::read_dir(d.path().join("truth"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .trim_end_matches(".jsonl")
+                .parse()
+                .unwrap()
+        })
+        .filter(|e| *e > first && *e < second)
+        .collect();
+    truths.sort();
+    let target = truths[truths.len() / 2];
+    let truth =
+        std::fs::read_to_string(d.path().join("truth").join(format!("{target}.jsonl"))).unwrap();
+
+    // Dry run: a plan, nothing written.
+    let out_file = d.path().join("restored.jsonl");
+    let store = format!("jsonl:{}", out_file.display());
+    let plan = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target-epoch",
+        &target.to_string(),
+        "--target-store",
+        &store,
+        "--dry-run",
+    ]);
+    assert!(
+        plan.contains("snapshot 1") && plan.contains("WAL segments"),
+        "{plan}"
+    );
+    assert!(!out_file.exists());
+
+    ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target-epoch",
+        &target.to_string(),
+        "--target-store",
+        &store,
+    ]);
+    let restored = std::fs::read_to_string(&out_file).unwrap();
+    let c = metapitr::jsonl::compare(&restored, &truth).unwrap();
+    assert!(c.matches(), "{c:?}");
+
+    // Again into the same file: refused, file untouched.
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target-epoch",
+            &target.to_string(),
+            "--target-store",
+            &store,
+        ],
+        2,
+    );
+    assert!(
+        err.contains("not empty") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), restored);
+
+    // Export writes the same bytes as a restore to jsonl.
+    let exported = ok(&["export", "--repo", &repo, "--at-epoch", &target.to_string()]);
+    assert_eq!(exported, restored);
+
+    // Outside the window: the error names the range.
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target-epoch",
+            "1",
+            "--target-store",
+            "jsonl:-",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("restorable") && err.contains(&first.to_string()[..6]),
+        "{err}"
+    );
+
+    // An offline snapshot from the repo alone, then delete it.
+    let out = ok(&[
+        "snapshot",
+        "create",
+        "--repo",
+        &repo,
+        "--at-epoch",
+        &target.to_string(),
+    ]);
+    assert!(out.starts_with("snapshot 4 "), "{out}");
+    let plan = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target-epoch",
+        &target.to_string(),
+        "--target-store",
+        "jsonl:/nonexistent/x",
+        "--dry-run",
+    ]);
+    // The new snapshot is the base (a segment that spans it may still be read, since later
+    // commits can share the snapshot's epoch).
+    assert!(plan.contains("base: snapshot 4"), "{plan}");
+    ok(&["snapshot", "delete", "--repo", &repo, "4"]);
+    let err = fails(&["snapshot", "delete", "--repo", &repo, "4"], 4);
+    assert!(err.contains("snapshot 4"), "{err}");
+
+    // A native store restore, by time.
+    let ts = ok(&["epoch", &target.to_string()]);
+    let meta = d.path().join("meta");
+    ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target-time",
+        ts.trim(),
+        "--target-store",
+        &format!("dir:{}", meta.display()),
+    ]);
+    assert!(meta.join("CHECKPOINT").exists());
+}
+
+#[test]
+fn archive_once_ships_a_crashed_wal() {
+    let d = tempfile::tempdir().unwrap();
+    let wal_dir = d.path().join("wal");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let w = metapitr::wal::Wal::open(
+            &wal_dir,
+            1,
+            1,
+            Default::default(),
+            metapitr::clock::system(),
+        )
+        .unwrap();
+        for i in 1..=20u64 {
+            let c = metapitr::model::Change {
+                kind: Some(metapitr::model::change::Kind::SetParam(
+                    metapitr::model::pb::SystemParam {
+                        name: format!("p{i}"),
+                        value: "v".into(),
+                    },
+                )),
+            };
+            w.append((1_000_000 + i) << 16, &[c])
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        // Dropped without sealing, as a killed process leaves it.
+    });
+    assert!(metapitr::wal::list_segments(&wal_dir)
+        .unwrap()
+        .iter()
+        .any(|s| !s.sealed));
+    let repo = format!("file://{}", d.path().join("repo").display());
+    let out = ok(&[
+        "archive",
+        "--once",
+        "--wal-dir",
+        wal_dir.to_str().unwrap(),
+        "--repo",
+        &repo,
+    ]);
+    assert!(out.contains("lsn 20"), "{out}");
+    assert!(metapitr::wal::list_segments(&wal_dir).unwrap().is_empty());
+    let latest = ok(&[
+        "export",
+        "--repo",
+        &repo,
+        "--at-epoch",
+        &((1_000_020u64) << 16).to_string(),
+    ]);
+    assert_eq!(
+        latest
+            .lines()
+            .filter(|l| l.contains("\"system_param\""))
+            .count(),
+        20
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let err = fails(&["snapshot", "list", "--repo", "ftp://x"], 2);
+    assert!(err.contains("ftp://x"), "{err}");
+    let d = tempfile::tempdir().unwrap();
+    let empty = format!("file://{}", d.path().display());
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &empty,
+            "--latest",
+            "--target-store",
+            "jsonl:-",
+        ],
+        4,
+    );
+    assert!(err.contains("no metapitr manifest"), "{err}");
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &empty,
+            "--latest",
+            "--target-store",
+            "etcd:x",
+        ],
+        2,
+    );
+    assert!(err.contains("etcd:x"), "{err}");
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use metapitr::model::pb::IdGenerator;
+use metapitr::model::{change::Kind, Change};
+use metapitr::repo::Repo;
+use metapitr::sim::{self, RunOptions, RunReport, SimConfig, Simulator, TruthOptions};
+use metapitr::wal::WalOptions;
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A process-local in-memory repo on the simulator's clock.
+pub fn mem_repo(sim: &Simulator) -> Repo {
+    Repo::from_store(
+        Arc::new(object_store::memory::InMemory::new()),
+        object_store::path::Path::default(),
+        "memory://test",
+        sim.clock(),
+    )
+}
+
+pub struct Sim {
+    pub repo: Repo,
+    pub report: RunReport,
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sim {
+    pub fn wal_dir(&self) -> PathBuf {
+        self.dir.path().join("wal")
+    }
+    pub fn truth(&self, epoch: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join("truth").join(format!("{epoch}.jsonl")))
+            .unwrap()
+    }
+}
+
+pub fn run_opts(
+    seed: u64,
+    epochs: u64,
+    snapshot_every: Option<u64>,
+    truth_every: u64,
+    dir: &Path,
+) -> RunOptions {
+    let mut o = RunOptions {
+        sim: SimConfig {
+            seed,
+            ddl_rate: 0.2,
+            user_rate: 0.1,
+            ..Default::default()
+        },
+        epochs,
+        snapshot_every,
+        truth: Some(TruthOptions {
+            dir: dir.join("truth"),
+            every: truth_every,
+        }),
+        in_flight: 4,
+        ..Default::default()
+    };
+    o.recorder.wal = WalOptions {
+        sync: false,
+        ..Default::default()
+    };
+    o
+}
+
+/// Simulates into an in-memory repo with busy DDL, writing truth every `truth_every`.
+pub async fn simulate(
+    seed: u64,
+    epochs: u64,
+    snapshot_every: Option<u64>,
+    truth_every: u64,
+) -> Sim {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = run_opts(seed, epochs, snapshot_every, truth_every, dir.path());
+    let mut sim = Simulator::new(opts.sim.clone());
+    let repo = mem_repo(&sim);
+    let report = sim::run_with_repo(repo.clone(), &dir.path().join("wal"), opts, &mut sim)
+        .await
+        .unwrap();
+    Sim {
+        repo,
+        report,
+        sim,
+        dir,
+    }
+}
+
+pub fn id_advance(category: metapitr::model::IdCategory, next: u64) -> Change {
+    Change {
+        kind: Some(Kind::IdAdvance(IdGenerator {
+            category: category as i32,
+            next,
+        })),
+    }
+}

@@ -1,0 +1,299 @@
+//! WAL recovery, rotation and continuation.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use common::{id_advance, rt};
+use metapitr::clock::{self, ManualClock};
+use metapitr::error::{Error, ErrorKind};
+use metapitr::model::IdCategory;
+use metapitr::wal::{self, Wal, WalOptions};
+
+fn opts() -> WalOptions {
+    WalOptions {
+        sync: true,
+        segment_max_age_ms: u64::MAX,
+        ..Default::default()
+    }
+}
+
+/// Appends `n` single-change commits at epochs 1.. and returns the last lsn.
+async fn fill(w: &Wal, from_epoch: u64, n: u64) -> u64 {
+    let mut last = 0;
+    for i in 0..n {
+        let e = from_epoch + i;
+        last = w
+            .append(e << 16, &[id_advance(IdCategory::Actor, e)])
+            .unwrap()
+            .await
+            .unwrap()
+            .last;
+    }
+    last
+}
+
+fn records(dir: &Path) -> Vec<(u64, u64)> {
+    wal::read_local_records(dir, 0)
+        .unwrap()
+        .iter()
+        .map(|r| (r.lsn, r.epoch))
+        .collect()
+}
+
+fn active_segment(dir: &Path) -> std::path::PathBuf {
+    wal::list_segments(dir)
+        .unwrap()
+        .into_iter()
+        .find(|s| !s.sealed)
+        .unwrap()
+        .path
+}
+
+#[test]
+fn torn_tail_is_truncated_and_reported() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 1, 10).await;
+        drop(w);
+    });
+    let seg = active_segment(d.path());
+    let good_len = std::fs::metadata(&seg).unwrap().len();
+    // A frame header promising 100 bytes, followed by only 5: a torn write.
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&100u32.to_le_bytes()).unwrap();
+    f.write_all(&[0xab; 9]).unwrap();
+    drop(f);
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let t = w.recovery().truncated.clone().expect("truncation reported");
+        assert_eq!(t.offset, good_len);
+        assert_eq!(t.dropped_bytes, 13);
+        assert_eq!(t.file, seg);
+        assert_eq!(w.next_lsn(), 11);
+        // The reopened WAL continues where it left off.
+        assert_eq!(fill(&w, 11, 5).await, 15);
+        w.close().await.unwrap();
+    });
+    let recs = records(d.path());
+    assert_eq!(recs.len(), 15);
+    assert!(recs
+        .iter()
+        .enumerate()
+        .all(|(i, (lsn, _))| *lsn == i as u64 + 1));
+}
+
+#[test]
+fn checksum_failing_last_record_is_truncated() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 1, 4).await;
+    });
+    let seg = active_segment(d.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        assert!(w
+            .recovery()
+            .truncated
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("checksum"));
+        assert_eq!(w.next_lsn(), 4);
+    });
+    assert_eq!(records(d.path()).len(), 3);
+}
+
+#[test]
+fn corruption_in_the_middle_names_file_and_offset() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 1, 20).await;
+    });
+    let seg = active_segment(d.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Inside the third record's body (header 32 bytes, records ~30 bytes each).
+    let off = 32 + 2 * 30 + 20;
+    bytes[off] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = Wal::open(d.path(), 1, 1, opts(), clock::system())
+        .err()
+        .expect("must fail");
+    assert_eq!(err.kind(), ErrorKind::Corruption);
+    match &err {
+        Error::Corrupt { what, offset, .. } => {
+            assert_eq!(what, &seg.display().to_string());
+            assert!(*offset <= off as u64 && *offset >= 32, "offset {offset}");
+        }
+        e => panic!("unexpected {e}"),
+    }
+    // Nothing was truncated: the file is as damaged as before.
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_an_error() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 1, 3).await;
+        w.seal().await.unwrap();
+        fill(&w, 4, 3).await;
+    });
+    let sealed = wal::list_segments(d.path())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.sealed)
+        .unwrap()
+        .path;
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    let err = Wal::open(d.path(), 1, 1, opts(), clock::system())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains(&sealed.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn segments_rotate_by_size_and_reopen_continues() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let o = WalOptions {
+            segment_max_bytes: 300,
+            ..opts()
+        };
+        let w = Wal::open(d.path(), 1, 1, o.clone(), clock::system()).unwrap();
+        fill(&w, 1, 40).await;
+        drop(w);
+        let sealed = wal::list_segments(d.path())
+            .unwrap()
+            .iter()
+            .filter(|s| s.sealed)
+            .count();
+        assert!(sealed >= 3, "only {sealed} sealed segments");
+        let w = Wal::open(d.path(), 1, 1, o, clock::system()).unwrap();
+        assert_eq!(w.next_lsn(), 41);
+        fill(&w, 41, 10).await;
+        w.close().await.unwrap();
+    });
+    let recs = records(d.path());
+    assert_eq!(recs.len(), 50);
+    assert!(recs.windows(2).all(|p| p[1].0 == p[0].0 + 1));
+    assert!(wal::list_segments(d.path())
+        .unwrap()
+        .iter()
+        .all(|s| s.sealed));
+}
+
+#[test]
+fn segments_seal_by_age_on_the_injected_clock() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    rt.block_on(async {
+        let o = WalOptions {
+            segment_max_age_ms: 1000,
+            ..opts()
+        };
+        let w = Wal::open(d.path(), 1, 1, o, clock.clone()).unwrap();
+        let mut sealed = w.sealed_watch();
+        fill(&w, 1, 3).await;
+        assert!(wal::list_segments(d.path())
+            .unwrap()
+            .iter()
+            .all(|s| !s.sealed));
+        clock.advance(1000);
+        // The writer notices on its idle timer.
+        tokio::time::timeout(std::time::Duration::from_secs(5), sealed.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let segs = wal::list_segments(d.path()).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert!(segs[0].sealed);
+    });
+}
+
+#[test]
+fn incomplete_batch_at_the_tail_is_dropped() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 1, 2).await;
+        let batch = [
+            id_advance(IdCategory::Actor, 10),
+            id_advance(IdCategory::Actor, 11),
+            id_advance(IdCategory::Actor, 12),
+        ];
+        w.append(3 << 16, &batch).unwrap().await.unwrap();
+    });
+    let seg = active_segment(d.path());
+    let bytes = std::fs::read(&seg).unwrap();
+    // Cut the last record of the 3-record batch off exactly at a frame boundary.
+    let scan = wal::format::scan(&bytes, "x").unwrap();
+    assert_eq!(scan.records.len(), 5);
+    let mut off = wal::format::HEADER_LEN;
+    for _ in 0..4 {
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        off += 8 + len;
+    }
+    std::fs::write(&seg, &bytes[..off]).unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        assert!(w
+            .recovery()
+            .truncated
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("incomplete"));
+        assert_eq!(w.next_lsn(), 3);
+    });
+    assert_eq!(records(d.path()), vec![(1, 1 << 16), (2, 2 << 16)]);
+}
+
+#[test]
+fn a_second_writer_is_locked_out() {
+    let d = tempfile::tempdir().unwrap();
+    let _w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+    let err = Wal::open(d.path(), 1, 1, opts(), clock::system())
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Fenced);
+}
+
+#[test]
+fn epochs_never_go_back() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        fill(&w, 5, 1).await;
+        let e = w
+            .append(4 << 16, &[id_advance(IdCategory::Actor, 1)])
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    });
+}
