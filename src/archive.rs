@@ -224,7 +224,23 @@ pub async fn segment_entries(
         .buffered(8)
         .try_collect()
         .await?;
-    for c in fetched {
+    let refs = tl
+        .chunks
+        .iter()
+        .filter(|c| wanted(c.last_lsn, c.first_epoch));
+    for (c, r) in fetched.into_iter().zip(refs) {
+        let first = c.segments.first().map(|s| s.first_lsn);
+        let last = c.segments.last().map(|s| s.last_lsn);
+        if c.segments.len() != r.count as usize
+            || first != Some(r.first_lsn)
+            || last != Some(r.last_lsn)
+        {
+            return Err(Error::corrupt(
+                index_key(timeline, r.first_lsn),
+                0,
+                "segment index does not match the run the manifest describes",
+            ));
+        }
         out.extend(
             c.segments
                 .into_iter()

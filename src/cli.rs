@@ -76,6 +76,9 @@ pub enum Command {
         /// Output file (stdout by default).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// Overwrite a non-empty output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the meta-service simulator with continuous archiving.
     Simulate(SimulateArgs),
@@ -288,6 +291,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             at_epoch,
             timeline,
             output,
+            force,
         } => {
             let repo = open_repo(&repo)?;
             let e = epoch::parse_epoch_or_time(&at_epoch)?;
@@ -296,7 +300,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Some(p) => TargetStore::Jsonl(p),
                 None => TargetStore::Stdout,
             };
-            target.prepare(true)?;
+            target.prepare(force)?;
             target.write(&state)
         }
         Command::Simulate(a) => {

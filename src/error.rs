@@ -16,7 +16,8 @@ pub enum ErrorKind {
     Corruption,
     /// Something the request needs does not exist (a snapshot id, an archived object).
     NotFound,
-    /// Another writer holds the WAL or moved the manifest; this writer must stop.
+    /// Another writer holds the WAL directory, or wrote a different object where this
+    /// writer expected to create one; this writer must stop.
     Fenced,
     /// Object storage or the filesystem failed; the operation may succeed when retried.
     Unavailable,

@@ -16,8 +16,10 @@
 //! | `table_committed_epoch` | `table_id`, `epoch` |
 //! | `sst` | `object_id`, `sst_id`, `group_id`, `level`, `sub_level_id`, `file_size`, `table_ids`, `min_epoch`, `max_epoch`, `key_left`, `key_right` (hex), `right_exclusive` |
 //!
-//! Lines come in that order, each kind sorted by its ids; keys within a line are sorted, so
-//! the same state always gives the same bytes.
+//! Lines come in that order: catalog objects of every kind together by id, system
+//! parameters by name, id generators by category, SSTs by group, then L0 sub-level, then
+//! level, then sst_id; keys within a line are sorted. The same state always gives the same
+//! bytes.
 
 use serde_json::{json, Value};
 

@@ -13,6 +13,8 @@
 //! archiver has already shipped and deleted locally are read back from the repo.
 
 use std::path::{Path, PathBuf};
+
+use prost::Message;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -150,8 +152,8 @@ impl Recorder {
                 repo.url()
             )));
         }
-        drop(probe);
-        let wal = Wal::open(
+        let wal = Wal::open_locked(
+            probe,
             dir,
             state.timeline,
             state.lsn + 1,
@@ -239,6 +241,16 @@ impl Recorder {
             return Err(Error::InvalidInput(
                 "a commit needs at least one change".into(),
             ));
+        }
+        let too_big = changes
+            .iter()
+            .position(|c| c.encoded_len() + wal::format::BODY_FIXED_LEN > wal::format::MAX_BODY);
+        if let Some(index) = too_big {
+            return Err(Error::InvalidInput(format!(
+                "change {index} of the batch at epoch {epoch} is {} bytes, over the {}-byte record limit; nothing was committed",
+                changes[index].encoded_len(),
+                wal::format::MAX_BODY
+            )));
         }
         inner
             .state

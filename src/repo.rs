@@ -32,7 +32,8 @@ use crate::codec::{self, Kind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
 
-/// How many manifest versions are kept behind the newest.
+/// Manifest versions are pruned in steps of this many, keeping at least the newest
+/// `MANIFEST_KEEP` (and at most twice that) in the repo.
 pub const MANIFEST_KEEP: u64 = 64;
 
 /// Retry policy for object-store calls that fail transiently.
@@ -245,7 +246,14 @@ impl Repo {
                 ..
             }) => {
                 let existing = self.get(key).await?;
-                if existing == data {
+                // Objects are zstd frames: the same content compressed by another zstd
+                // build is still the same object.
+                let same = existing == data
+                    || matches!(
+                        (codec::decompress(&existing, key), codec::decompress(&data, key)),
+                        (Ok(a), Ok(b)) if a == b
+                    );
+                if same {
                     debug!(key, "object already present with the same bytes");
                     Ok(Created::AlreadyThere)
                 } else {

@@ -308,3 +308,93 @@ fn a_stale_writer_cannot_write_into_a_pruned_version() {
             .any(|(k, _)| k.ends_with("00000000000000000002.mpm.zst")));
     });
 }
+
+#[test]
+fn an_oversized_change_is_refused_before_anything_is_applied() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sim = Simulator::new(SimConfig {
+            seed: 5,
+            ..Default::default()
+        });
+        let repo = common::mem_repo(&sim);
+        let rec = Recorder::open(dir.path(), repo, RecorderOptions::default())
+            .await
+            .unwrap();
+        let (e, b) = sim.next_epoch().unwrap();
+        rec.commit(e, b).await.unwrap();
+        let before = rec.with_state(|s| s.clone()).unwrap();
+        let huge = metapitr::model::Change {
+            kind: Some(metapitr::model::change::Kind::SetParam(
+                metapitr::model::pb::SystemParam {
+                    name: "blob".into(),
+                    value: "x".repeat(metapitr::wal::format::MAX_BODY),
+                },
+            )),
+        };
+        let err = rec.commit(e + 1, vec![huge]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("nothing was committed"), "{err}");
+        assert_eq!(rec.with_state(|s| s.clone()).unwrap(), before);
+        // The recorder is not poisoned: the next valid commit goes through.
+        let (e2, b2) = sim.next_epoch().unwrap();
+        rec.commit(e2, b2).await.unwrap();
+        rec.close().await.unwrap();
+    });
+}
+
+#[test]
+fn publishing_twice_is_skipped_and_a_different_segment_is_fenced() {
+    rt().block_on(async {
+        let s = simulate(16, 40, None, 10).await;
+        let m = s.repo.manifest().await.unwrap();
+        let last = archive::segment_entries(&s.repo, &m, 1, 0, u64::MAX)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        let again = archive::ArchivedSegment {
+            entry: last,
+            ids: [0; 9],
+            local: None,
+        };
+        let m2 = archive::publish(&s.repo, std::slice::from_ref(&again))
+            .await
+            .unwrap();
+        assert_eq!(
+            m2.version, m.version,
+            "a re-publish must not move the manifest"
+        );
+        let mut other = again.clone();
+        other.entry.payload_crc32 ^= 1;
+        let err = archive::publish(&s.repo, &[other]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    });
+}
+
+#[test]
+fn a_snapshot_object_and_the_checkpoint_hold_the_same_bytes() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sim = Simulator::new(SimConfig {
+            seed: 6,
+            ..Default::default()
+        });
+        let repo = common::mem_repo(&sim);
+        let rec = Recorder::open(dir.path(), repo.clone(), RecorderOptions::default())
+            .await
+            .unwrap();
+        for _ in 0..20 {
+            let (e, b) = sim.next_epoch().unwrap();
+            rec.commit(e, b).await.unwrap();
+        }
+        let entry = rec.snapshot().await.unwrap();
+        let object = repo
+            .get(&metapitr::repo::snapshot_entry_key(&entry))
+            .await
+            .unwrap();
+        let checkpoint = std::fs::read(dir.path().join("CHECKPOINT")).unwrap();
+        assert_eq!(object.as_ref(), checkpoint.as_slice());
+        rec.close().await.unwrap();
+    });
+}

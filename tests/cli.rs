@@ -173,6 +173,36 @@ fn snapshot_restore_and_export_round_trip() {
     // Export writes the same bytes as a restore to jsonl.
     let exported = ok(&["export", "--repo", &repo, "--at-epoch", &target.to_string()]);
     assert_eq!(exported, restored);
+    // Export to a file refuses to overwrite one unless forced.
+    let exported_file = d.path().join("exported.jsonl");
+    std::fs::write(&exported_file, b"keep me\n").unwrap();
+    let target_s = target.to_string();
+    let file_s = exported_file.to_str().unwrap();
+    let err = fails(
+        &[
+            "export",
+            "--repo",
+            &repo,
+            "--at-epoch",
+            &target_s,
+            "-o",
+            file_s,
+        ],
+        2,
+    );
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&exported_file).unwrap(), b"keep me\n");
+    ok(&[
+        "export",
+        "--repo",
+        &repo,
+        "--at-epoch",
+        &target_s,
+        "-o",
+        file_s,
+        "--force",
+    ]);
+    assert_eq!(std::fs::read_to_string(&exported_file).unwrap(), restored);
 
     // Outside the window: the error names the range.
     let err = fails(

@@ -318,3 +318,25 @@ proptest! {
         prop_assert!(sim.state().catalog.len() > 5);
     }
 }
+
+#[test]
+fn the_simulator_is_deterministic_for_a_seed() {
+    let run = |seed| {
+        let mut sim = Simulator::new(SimConfig {
+            seed,
+            ddl_rate: 0.3,
+            ..Default::default()
+        });
+        let mut batches = Vec::new();
+        for _ in 0..300 {
+            batches.push(sim.next_epoch().unwrap());
+        }
+        (batches, metapitr::jsonl::to_string(sim.state()))
+    };
+    let (a, ja) = run(42);
+    let (b, jb) = run(42);
+    assert_eq!(a, b);
+    assert_eq!(ja, jb);
+    let (c, _) = run(43);
+    assert_ne!(a, c);
+}

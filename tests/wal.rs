@@ -297,3 +297,68 @@ fn epochs_never_go_back() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     });
 }
+
+#[test]
+fn a_recovered_active_segment_seals_by_age_after_open() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let o = WalOptions {
+        segment_max_age_ms: 1000,
+        ..opts()
+    };
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, o.clone(), clock.clone()).unwrap();
+        fill(&w, 1, 3).await;
+    });
+    rt.block_on(async {
+        let w = Wal::open(d.path(), 1, 1, o, clock.clone()).unwrap();
+        let mut sealed = w.sealed_watch();
+        clock.advance(1000);
+        tokio::time::timeout(std::time::Duration::from_secs(5), sealed.changed())
+            .await
+            .expect("the recovered segment was never sealed")
+            .unwrap();
+        assert!(wal::list_segments(d.path())
+            .unwrap()
+            .iter()
+            .all(|s| s.sealed));
+    });
+}
+
+#[test]
+fn sealed_segments_end_on_a_commit_boundary_and_versions_are_checked() {
+    let rt = rt();
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let o = WalOptions {
+            segment_max_bytes: 200,
+            ..opts()
+        };
+        let w = Wal::open(d.path(), 1, 1, o, clock::system()).unwrap();
+        for i in 0..30u64 {
+            let batch: Vec<_> = (0..5)
+                .map(|j| id_advance(IdCategory::Actor, i * 5 + j))
+                .collect();
+            w.append((i + 1) << 16, &batch).unwrap().await.unwrap();
+        }
+        w.close().await.unwrap();
+    });
+    let segs = wal::list_segments(d.path()).unwrap();
+    assert!(segs.len() > 3);
+    for s in &segs {
+        let bytes = std::fs::read(&s.path).unwrap();
+        // read_sealed refuses a segment that ends inside a batch.
+        let (_, recs) = wal::format::read_sealed(&bytes, "seg").unwrap();
+        assert_eq!(recs.len() % 5, 0);
+        assert!(recs.last().unwrap().end_of_batch);
+    }
+    // An unknown format version is refused with the object and the offset.
+    let mut bytes = std::fs::read(&segs[0].path).unwrap();
+    bytes[8] = 9;
+    let crc = crc32fast::hash(&bytes[0..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    let err = wal::format::read_sealed(&bytes, "seg-x").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { offset: 8, .. }), "{err}");
+    assert!(err.to_string().contains("seg-x") && err.to_string().contains("version 9"));
+}

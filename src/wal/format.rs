@@ -22,7 +22,8 @@
 //!      4    4 crc             crc32 of the 4 len bytes followed by the body
 //!      8    1 flags           bit 0: END_OF_BATCH, the last record of a commit
 //!      9    8 lsn             consecutive from first_lsn, no gaps
-//!     17    8 epoch           non-decreasing
+//!     17    8 epoch           non-decreasing (the reader checks it within a segment;
+//!                             the writer and replay check it across segments)
 //!     25    n change          protobuf `metapitr.Change`
 //! ```
 //!

@@ -315,7 +315,8 @@ struct ActiveSegment {
     path: PathBuf,
     first_lsn: u64,
     bytes: u64,
-    /// Clock time of the first record written since open (None: nothing written yet).
+    /// Clock time of the segment's first record, or of the open that recovered it (None:
+    /// nothing written yet).
     opened_ms: Option<u64>,
 }
 
@@ -364,8 +365,23 @@ impl Wal {
         opts: WalOptions,
         clock: SharedClock,
     ) -> Result<Wal> {
-        let lock = lock_dir(dir)?;
-        let (recovery, active) = recover(dir, timeline, start_lsn.max(1))?;
+        Wal::open_locked(lock_dir(dir)?, dir, timeline, start_lsn, opts, clock)
+    }
+
+    /// [`Wal::open`] with the directory's lock already held by the caller.
+    pub fn open_locked(
+        lock: File,
+        dir: &Path,
+        timeline: u32,
+        start_lsn: u64,
+        opts: WalOptions,
+        clock: SharedClock,
+    ) -> Result<Wal> {
+        let (recovery, mut active) = recover(dir, timeline, start_lsn.max(1))?;
+        if let Some(a) = active.as_mut() {
+            // A segment recovered non-empty is sealed by age counting from now.
+            a.opened_ms = Some(clock.now_ms());
+        }
         if recovery.truncated.is_some() || active.is_some() {
             info!(dir = %dir.display(), next_lsn = recovery.next_lsn, "recovered WAL");
         }
