@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::codec::{self, Kind};
 use crate::error::{Error, Result};
 use crate::model::pb::{change, Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
+use crate::pin::PinSet;
 use crate::repo::{index_key, Repo};
 use crate::wal::{self, format};
 
@@ -35,14 +36,18 @@ pub struct ArchivedSegment {
     pub entry: SegmentEntry,
     /// The highest `next` each id generator reaches inside the segment.
     pub ids: [u64; 9],
+    /// SST object ids the segment's Hummock deltas insert.
+    pub inserted: Vec<u64>,
     pub local: Option<PathBuf>,
 }
 
 /// Checks a sealed segment's bytes and describes them.
-pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9])> {
+pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9], Vec<u64>)> {
     let (h, records) = format::read_sealed(data, what)?;
     let mut ids = [0u64; 9];
+    let mut inserted = Vec::new();
     for r in &records {
+        inserted.extend(crate::pin::inserted_objects(&r.change));
         if let Some(change::Kind::IdAdvance(g)) = &r.change.kind {
             if let Some(slot) = ids.get_mut(g.category as usize) {
                 *slot = (*slot).max(g.next);
@@ -67,6 +72,7 @@ pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9])> {
             archived_at_ms: 0,
         },
         ids,
+        inserted,
     ))
 }
 
@@ -76,10 +82,10 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
         .await
         .map_err(|e| Error::io(path, e))?;
     let what = path.display().to_string();
-    let (mut entry, ids, z) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let (entry, ids) = summarize(&data, &what)?;
+    let (mut entry, ids, inserted, z) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (entry, ids, inserted) = summarize(&data, &what)?;
         let z = codec::compress(&data)?;
-        Ok((entry, ids, z))
+        Ok((entry, ids, inserted, z))
     })
     .await
     .map_err(|e| Error::Internal(format!("compression task: {e}")))??;
@@ -89,6 +95,7 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
     Ok(ArchivedSegment {
         entry,
         ids,
+        inserted,
         local: Some(path.to_path_buf()),
     })
 }
@@ -97,48 +104,104 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
 /// same checksum is skipped (an earlier attempt published it); one that does not start
 /// right after the archived end is refused.
 pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> {
-    let m = repo
-        .update_manifest(|m| {
-            let mut changed = false;
-            for s in segs {
-                let e = &s.entry;
-                let tl = m.timeline_mut(e.timeline);
-                let (last_lsn, _) = tl.last();
-                if e.last_lsn <= last_lsn {
-                    match tl.segments.iter().find(|x| x.first_lsn == e.first_lsn) {
-                        Some(x) if x.payload_crc32 == e.payload_crc32 && x.last_lsn == e.last_lsn => continue,
-                        Some(_) => {
-                            return Err(Error::Fenced(format!(
-                                "segment {} of timeline {} is already archived with different content; another writer is active on this timeline",
-                                e.first_lsn, e.timeline
-                            )))
-                        }
-                        // Older than the inline entries: archived long ago.
-                        None if e.last_lsn < tl.segments.first().map_or(u64::MAX, |x| x.first_lsn) => continue,
-                        None => {
-                            return Err(Error::Fenced(format!(
-                                "segment lsn {}..={} of timeline {} overlaps the archive, which ends at lsn {last_lsn}",
-                                e.first_lsn, e.last_lsn, e.timeline
-                            )))
-                        }
+    loop {
+        let m = repo.load_manifest().await?.unwrap_or_default();
+        // Pin sets first: the new segments' objects are pinned in the same manifest version
+        // that makes their epochs restorable.
+        let mut new_pins = Vec::new();
+        let mut timelines: Vec<u32> = segs.iter().map(|s| s.entry.timeline).collect();
+        timelines.dedup();
+        for tl in timelines {
+            let base = m.pins.iter().find(|p| p.timeline == tl).copied();
+            let mut pins = match &base {
+                Some(r) => PinSet::fetch(repo, r).await?,
+                None => crate::pin::initial(repo, &m, tl, segs).await?,
+            };
+            let before = (pins.to_lsn, pins.window.len());
+            let covered = pins.to_lsn;
+            for s in segs
+                .iter()
+                .filter(|s| s.entry.timeline == tl && s.entry.last_lsn > covered)
+            {
+                pins.window.extend(s.inserted.iter().copied());
+                pins.to_lsn = s.entry.last_lsn;
+                pins.to_epoch = s.entry.last_epoch;
+            }
+            if base.is_none() || (pins.to_lsn, pins.window.len()) != before {
+                new_pins.push((base, pins.upload(repo).await?));
+            }
+        }
+        let mut pins_moved = false;
+        let m = repo
+            .update_manifest(|m| {
+                for (base, new) in &new_pins {
+                    if m.pins.iter().find(|p| p.timeline == new.timeline) != base.as_ref() {
+                        pins_moved = true;
+                        return Ok(false);
                     }
                 }
-                if e.first_lsn != last_lsn + 1 {
-                    return Err(Error::InvalidInput(format!(
-                        "segment {} of timeline {} starts at lsn {} but the archive ends at lsn {last_lsn}; the records between are missing from the WAL directory",
-                        e.key(),
-                        e.timeline,
-                        e.first_lsn
-                    )));
+                let mut changed = add_segments(m, segs)?;
+                for (_, new) in &new_pins {
+                    m.pins.retain(|p| p.timeline != new.timeline);
+                    m.pins.push(*new);
+                    changed = true;
                 }
-                tl.segments.push(*e);
-                m.raise_id_high_water(&s.ids);
-                changed = true;
+                m.pins.sort_by_key(|p| p.timeline);
+                Ok(changed)
+            })
+            .await?;
+        if pins_moved {
+            debug!("the pin set moved while publishing; recomputing");
+            continue;
+        }
+        for (base, new) in &new_pins {
+            if let Some(b) = base.filter(|b| crate::pin::pin_key(b) != crate::pin::pin_key(new)) {
+                repo.delete(&crate::pin::pin_key(&b)).await?;
             }
-            Ok(changed)
-        })
-        .await?;
-    compact_index(repo, &m).await
+        }
+        return compact_index(repo, &m).await;
+    }
+}
+
+/// Appends segments to their timelines in the manifest, in order; see [`publish`].
+fn add_segments(m: &mut Manifest, segs: &[ArchivedSegment]) -> Result<bool> {
+    let mut changed = false;
+    for s in segs {
+        let e = &s.entry;
+        let tl = m.timeline_mut(e.timeline);
+        let (last_lsn, _) = tl.last();
+        if e.last_lsn <= last_lsn {
+            match tl.segments.iter().find(|x| x.first_lsn == e.first_lsn) {
+                Some(x) if x.payload_crc32 == e.payload_crc32 && x.last_lsn == e.last_lsn => continue,
+                Some(_) => {
+                    return Err(Error::Fenced(format!(
+                        "segment {} of timeline {} is already archived with different content; another writer is active on this timeline",
+                        e.first_lsn, e.timeline
+                    )))
+                }
+                // Older than the inline entries: archived long ago.
+                None if e.last_lsn < tl.segments.first().map_or(u64::MAX, |x| x.first_lsn) => continue,
+                None => {
+                    return Err(Error::Fenced(format!(
+                        "segment lsn {}..={} of timeline {} overlaps the archive, which ends at lsn {last_lsn}",
+                        e.first_lsn, e.last_lsn, e.timeline
+                    )))
+                }
+            }
+        }
+        if e.first_lsn != last_lsn + 1 {
+            return Err(Error::InvalidInput(format!(
+                "segment {} of timeline {} starts at lsn {} but the archive ends at lsn {last_lsn}; the records between are missing from the WAL directory",
+                e.key(),
+                e.timeline,
+                e.first_lsn
+            )));
+        }
+        tl.segments.push(*e);
+        m.raise_id_high_water(&s.ids);
+        changed = true;
+    }
+    Ok(changed)
 }
 
 /// Moves the oldest inline segment entries of a timeline into an index object once there
@@ -208,22 +271,22 @@ pub async fn segment_entries(
     };
     let mut out = Vec::new();
     let wanted = |last_lsn: u64, first_epoch: u64| last_lsn > after_lsn && first_epoch <= max_epoch;
-    let chunks: Vec<&SegmentChunkRef> = tl
+    let keys: Vec<String> = tl
         .chunks
         .iter()
         .filter(|c| wanted(c.last_lsn, c.first_epoch))
+        .map(|c| index_key(timeline, c.first_lsn))
         .collect();
-    let fetched: Vec<SegmentIndexChunk> = futures::stream::iter(chunks)
-        .map(|c| {
-            let key = index_key(timeline, c.first_lsn);
-            async move {
-                repo.get_message::<SegmentIndexChunk>(&key, Kind::SegmentIndex)
-                    .await
-            }
-        })
-        .buffered(8)
-        .try_collect()
-        .await?;
+    let fetched: Vec<SegmentIndexChunk> = futures::stream::iter(keys.into_iter().map(|key| {
+        let repo = repo.clone();
+        async move {
+            repo.get_message::<SegmentIndexChunk>(&key, Kind::SegmentIndex)
+                .await
+        }
+    }))
+    .buffered(8)
+    .try_collect()
+    .await?;
     let refs = tl
         .chunks
         .iter()

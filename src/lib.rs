@@ -10,6 +10,7 @@ pub mod epoch;
 pub mod error;
 pub mod jsonl;
 pub mod model;
+pub mod pin;
 pub mod recorder;
 pub mod repo;
 pub mod restore;

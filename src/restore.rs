@@ -221,11 +221,10 @@ pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
         None => State::new(plan.timeline),
     };
     let target = plan.target_epoch;
-    let mut fetches = futures::stream::iter(
-        plan.segments
-            .iter()
-            .map(|s| archive::fetch_segment(repo, s)),
-    )
+    let mut fetches = futures::stream::iter(plan.segments.clone().into_iter().map(|s| {
+        let repo = repo.clone();
+        async move { archive::fetch_segment(&repo, &s).await }
+    }))
     .buffered(FETCH_CONCURRENCY);
     let mut replayed = 0u64;
     'segments: while let Some(records) = fetches.next().await {

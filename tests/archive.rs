@@ -254,6 +254,7 @@ fn archiving_refuses_a_gap() {
         let seg = archive::ArchivedSegment {
             entry: bogus,
             ids: [0; 9],
+            inserted: vec![],
             local: None,
         };
         let err = archive::publish(&s.repo, &[seg]).await.unwrap_err();
@@ -356,6 +357,7 @@ fn publishing_twice_is_skipped_and_a_different_segment_is_fenced() {
         let again = archive::ArchivedSegment {
             entry: last,
             ids: [0; 9],
+            inserted: vec![],
             local: None,
         };
         let m2 = archive::publish(&s.repo, std::slice::from_ref(&again))

@@ -1,0 +1,381 @@
+//! The pin set: every SST object id that some restorable epoch still needs, so that the
+//! database's garbage collector can ask, cheaply and safely, which objects it may delete.
+//!
+//! For a timeline whose retention window starts at epoch W0 and whose archive ends at epoch
+//! T, the *window set* holds the objects of the Hummock version at W0 plus every object a
+//! delta inserted after W0 up to T; the *keep set* holds the objects of every snapshot
+//! marked keep. An object is pinned if it is in either.
+//!
+//! Stored as envelope kind 4 ([`crate::codec`]) inside a zstd frame, under
+//! `pins/{timeline:08}-{to_lsn:020}-{crc32:08x}.pin.zst`, and named by the manifest. Body
+//! (little-endian):
+//!
+//! ```text
+//! offset size field
+//!      0    4 timeline
+//!      4    4 reserved       0
+//!      8    8 from_epoch     window start W0
+//!     16    8 to_epoch       last archived epoch covered
+//!     24    8 to_lsn         last archived lsn covered
+//!     32    8 window_len     bytes of the window bitmap
+//!     40    n window bitmap  RoaringTreemap portable serialization
+//!   40+n    8 keep_len
+//!   48+n    m keep bitmap    RoaringTreemap portable serialization
+//! ```
+
+use bytes::Bytes;
+use futures::StreamExt;
+use roaring::RoaringTreemap;
+
+use crate::archive::{self, ArchivedSegment};
+use crate::codec::{self, le4, le8, Kind};
+use crate::error::{Error, Result};
+use crate::model::pb::{change, group_delta::Delta, Change, Manifest, PinSetRef, SnapshotEntry};
+use crate::repo::Repo;
+use crate::restore::{self, Target};
+use crate::snapshot;
+use crate::wal::Record;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PinSet {
+    pub timeline: u32,
+    pub from_epoch: u64,
+    pub to_epoch: u64,
+    pub to_lsn: u64,
+    pub window: RoaringTreemap,
+    pub keep: RoaringTreemap,
+}
+
+pub fn pin_key(r: &PinSetRef) -> String {
+    format!(
+        "pins/{:08}-{:020}-{:08x}.pin.zst",
+        r.timeline, r.to_lsn, r.payload_crc32
+    )
+}
+
+/// The SST object ids a change inserts into the version (O(SSTs in the change)).
+pub fn inserted_objects(c: &Change) -> impl Iterator<Item = u64> + '_ {
+    let deltas = match &c.kind {
+        Some(change::Kind::HummockDelta(d)) => d.group_deltas.as_slice(),
+        _ => &[],
+    };
+    deltas.iter().flat_map(|g| {
+        let ssts = match &g.delta {
+            Some(Delta::NewL0SubLevel(n)) => n.ssts.as_slice(),
+            Some(Delta::IntraLevel(i)) => i.inserted_ssts.as_slice(),
+            _ => &[],
+        };
+        ssts.iter().map(|s| s.object_id)
+    })
+}
+
+impl PinSet {
+    pub fn is_pinned(&self, object_id: u64) -> bool {
+        self.window.contains(object_id) || self.keep.contains(object_id)
+    }
+
+    /// Window and keep sets together.
+    pub fn pinned(&self) -> RoaringTreemap {
+        &self.window | &self.keep
+    }
+
+    pub fn count(&self) -> u64 {
+        self.pinned().len()
+    }
+
+    /// Adds the objects a change inserts.
+    pub fn extend_with(&mut self, c: &Change) {
+        for id in inserted_objects(c) {
+            self.window.insert(id);
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut body =
+            Vec::with_capacity(56 + self.window.serialized_size() + self.keep.serialized_size());
+        body.extend_from_slice(&self.timeline.to_le_bytes());
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&self.from_epoch.to_le_bytes());
+        body.extend_from_slice(&self.to_epoch.to_le_bytes());
+        body.extend_from_slice(&self.to_lsn.to_le_bytes());
+        for set in [&self.window, &self.keep] {
+            body.extend_from_slice(&(set.serialized_size() as u64).to_le_bytes());
+            set.serialize_into(&mut body)
+                .map_err(|e| Error::Internal(format!("pin set serialization: {e}")))?;
+        }
+        Ok(codec::seal(Kind::PinSet, &body))
+    }
+
+    /// Checks and decodes an envelope. Lengths are bounded by the input before anything is
+    /// allocated.
+    pub fn decode(payload: &[u8], what: &str) -> Result<PinSet> {
+        let body = codec::open(Kind::PinSet, payload, what)?;
+        let base = codec::HEADER_LEN as u64;
+        let bad = |off: usize, why: &str| Error::corrupt(what, base + off as u64, why.to_string());
+        if body.len() < 48 {
+            return Err(bad(0, "pin set body is truncated"));
+        }
+        if body[4..8] != [0; 4] {
+            return Err(bad(4, "reserved bytes are not zero"));
+        }
+        let mut p = PinSet {
+            timeline: u32::from_le_bytes(le4(&body[0..4])),
+            from_epoch: u64::from_le_bytes(le8(&body[8..16])),
+            to_epoch: u64::from_le_bytes(le8(&body[16..24])),
+            to_lsn: u64::from_le_bytes(le8(&body[24..32])),
+            ..Default::default()
+        };
+        let mut off = 32;
+        for which in 0..2 {
+            if body.len() < off + 8 {
+                return Err(bad(off, "pin set body is truncated"));
+            }
+            let len = u64::from_le_bytes(le8(&body[off..off + 8]));
+            if len > (body.len() - off - 8) as u64 {
+                return Err(bad(off, "bitmap length runs past the end"));
+            }
+            let bytes = &body[off + 8..off + 8 + len as usize];
+            let set = RoaringTreemap::deserialize_from(bytes)
+                .map_err(|e| bad(off + 8, &format!("bitmap does not decode: {e}")))?;
+            if set.serialized_size() as u64 != len {
+                return Err(bad(off, "bitmap length does not match its content"));
+            }
+            if which == 0 {
+                p.window = set;
+            } else {
+                p.keep = set;
+            }
+            off += 8 + len as usize;
+        }
+        if off != body.len() {
+            return Err(bad(off, "trailing bytes after the keep bitmap"));
+        }
+        Ok(p)
+    }
+
+    /// Writes the pin set to the repo (not yet named by the manifest) and returns its ref.
+    pub async fn upload(&self, repo: &Repo) -> Result<PinSetRef> {
+        let payload = self.encode()?;
+        let crc = crc32fast::hash(&payload);
+        let z = codec::compress(&payload)?;
+        let r = PinSetRef {
+            timeline: self.timeline,
+            from_epoch: self.from_epoch,
+            to_epoch: self.to_epoch,
+            to_lsn: self.to_lsn,
+            count: self.count(),
+            stored_size: z.len() as u64,
+            payload_crc32: crc,
+        };
+        repo.put_new(&pin_key(&r), Bytes::from(z)).await?;
+        Ok(r)
+    }
+
+    pub async fn fetch(repo: &Repo, r: &PinSetRef) -> Result<PinSet> {
+        let key = pin_key(r);
+        let payload = repo.get_payload(&key).await?;
+        if crc32fast::hash(&payload) != r.payload_crc32 {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "pin set does not match the checksum the manifest recorded",
+            ));
+        }
+        let p = PinSet::decode(&payload, &key)?;
+        if p.timeline != r.timeline
+            || p.from_epoch != r.from_epoch
+            || p.to_epoch != r.to_epoch
+            || p.to_lsn != r.to_lsn
+        {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                "pin set header differs from its manifest entry",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// The answer to "which of these objects may be deleted?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcAnswer {
+    /// These candidates are safe to delete; every other candidate is not.
+    Safe(Vec<u64>),
+    /// The pin set does not reach the epoch asked about, so nothing is safe yet.
+    NotCovered { covered_to: u64, current_epoch: u64 },
+}
+
+/// Which `candidates` are safe to delete, given the pin sets of every timeline and the
+/// epoch at which the caller saw the candidates leave the live version. Nothing is safe
+/// unless the newest pin set covers `current_epoch`; then an id is safe iff no pin set
+/// pins it.
+pub fn gc_check(pins: &[PinSet], current_epoch: u64, candidates: &RoaringTreemap) -> GcAnswer {
+    let covered_to = pins.iter().map(|p| p.to_epoch).max().unwrap_or(0);
+    if pins.is_empty() || covered_to < current_epoch {
+        return GcAnswer::NotCovered {
+            covered_to,
+            current_epoch,
+        };
+    }
+    let mut safe = candidates.clone();
+    for p in pins {
+        safe -= &p.window;
+        safe -= &p.keep;
+    }
+    GcAnswer::Safe(safe.iter().collect())
+}
+
+/// The pin sets the repo names, one per timeline.
+pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
+    let m = repo.manifest().await?;
+    let mut out = Vec::new();
+    for r in &m.pins {
+        out.push(PinSet::fetch(repo, r).await?);
+    }
+    Ok(out)
+}
+
+/// The pin set a timeline starts with when the manifest names none: empty for a timeline
+/// archived from its first record, otherwise rebuilt from the repo.
+pub async fn initial(
+    repo: &Repo,
+    m: &Manifest,
+    timeline: u32,
+    segs: &[ArchivedSegment],
+) -> Result<PinSet> {
+    let fresh = m
+        .timeline(timeline)
+        .is_none_or(|t| t.first_archived().is_none() && t.fork_lsn == 0);
+    if fresh {
+        let first_epoch = segs
+            .iter()
+            .filter(|s| s.entry.timeline == timeline)
+            .map(|s| s.entry.first_epoch)
+            .min()
+            .unwrap_or(0);
+        return Ok(PinSet {
+            timeline,
+            from_epoch: first_epoch,
+            ..Default::default()
+        });
+    }
+    rebuild(repo, m, timeline).await
+}
+
+/// Calls `f` on every archived record of a timeline with lsn in (after, upto], in order.
+pub async fn for_each_record(
+    repo: &Repo,
+    m: &Manifest,
+    timeline: u32,
+    after: u64,
+    upto: u64,
+    mut f: impl FnMut(&Record) -> Result<()>,
+) -> Result<()> {
+    let segs = archive::segment_entries(repo, m, timeline, after, u64::MAX).await?;
+    let wanted: Vec<_> = segs.into_iter().filter(|s| s.first_lsn <= upto).collect();
+    let mut fetches = futures::stream::iter(wanted.into_iter().map(|s| {
+        let repo = repo.clone();
+        async move { archive::fetch_segment(&repo, &s).await }
+    }))
+    .buffered(restore::FETCH_CONCURRENCY);
+    while let Some(records) = fetches.next().await {
+        for r in records?.iter().filter(|r| r.lsn > after && r.lsn <= upto) {
+            f(r)?;
+        }
+    }
+    Ok(())
+}
+
+/// The objects of every snapshot of `timeline` marked keep.
+pub async fn keep_objects(repo: &Repo, m: &Manifest, timeline: u32) -> Result<RoaringTreemap> {
+    let mut out = RoaringTreemap::new();
+    let keep: Vec<SnapshotEntry> = m
+        .snapshots
+        .iter()
+        .filter(|s| s.keep && s.timeline == timeline)
+        .copied()
+        .collect();
+    for s in keep {
+        let st = snapshot::fetch(repo, &s).await?;
+        out.extend(st.hummock.object_ids());
+    }
+    Ok(out)
+}
+
+/// Computes a timeline's pin set from the repo alone: the objects of the version at the
+/// start of the newest restorable range, every object inserted after it, and the objects
+/// of keep snapshots.
+pub async fn rebuild(repo: &Repo, m: &Manifest, timeline: u32) -> Result<PinSet> {
+    let ranges = restore::restorable_ranges(m, timeline);
+    let Some(&(w0, _)) = ranges.last() else {
+        return Ok(PinSet {
+            timeline,
+            ..Default::default()
+        });
+    };
+    let plan = restore::plan(repo, m, Some(timeline), Target::Epoch(w0)).await?;
+    let state = restore::execute(repo, &plan).await?;
+    let (last_lsn, last_epoch) = m.timeline(timeline).map_or((0, 0), |t| t.last());
+    let mut p = PinSet {
+        timeline,
+        from_epoch: w0,
+        to_epoch: last_epoch.max(w0),
+        to_lsn: last_lsn.max(state.lsn),
+        window: state.hummock.object_ids().collect(),
+        keep: keep_objects(repo, m, timeline).await?,
+    };
+    let mut inserted = RoaringTreemap::new();
+    for_each_record(repo, m, timeline, state.lsn, u64::MAX, |r| {
+        inserted.extend(inserted_objects(&r.change));
+        Ok(())
+    })
+    .await?;
+    p.window |= inserted;
+    Ok(p)
+}
+
+/// Moves a pin set's window start forward to the state of `base` (a snapshot at or before
+/// the new window start): drops exactly the objects that every version from the new start
+/// on no longer references. Replays only the history between the two starts.
+///
+/// Relies on Hummock never reusing an object id: an object that leaves the version never
+/// returns, so one that no version at or after `base` references is needed by none later.
+pub async fn advance(
+    repo: &Repo,
+    m: &Manifest,
+    old: &PinSet,
+    base: &SnapshotEntry,
+) -> Result<PinSet> {
+    let tl = old.timeline;
+    let plan = restore::plan(repo, m, Some(tl), Target::Epoch(old.from_epoch)).await?;
+    let mut state = restore::execute(repo, &plan).await?;
+    let mut seen: RoaringTreemap = state.hummock.object_ids().collect();
+    for_each_record(repo, m, tl, state.lsn, base.lsn, |r| {
+        seen.extend(inserted_objects(&r.change));
+        state
+            .replay(r.lsn, r.epoch, &r.change)
+            .map_err(|source| Error::Apply {
+                lsn: r.lsn,
+                epoch: r.epoch,
+                source,
+            })
+    })
+    .await?;
+    if state.lsn != base.lsn {
+        return Err(Error::NotFound(format!(
+            "the archive of timeline {tl} does not reach lsn {} of snapshot {}",
+            base.lsn, base.id
+        )));
+    }
+    let live: RoaringTreemap = state.hummock.object_ids().collect();
+    let died = seen - live;
+    Ok(PinSet {
+        timeline: tl,
+        from_epoch: base.max_committed_epoch,
+        to_epoch: old.to_epoch,
+        to_lsn: old.to_lsn,
+        window: &old.window - &died,
+        keep: keep_objects(repo, m, tl).await?,
+    })
+}
