@@ -82,6 +82,29 @@ pub enum Command {
     },
     /// Run the meta-service simulator with continuous archiving.
     Simulate(SimulateArgs),
+    /// Which of the given SST object ids the garbage collector may delete (ids one per line,
+    /// decimal, from --ids or stdin; the safe ones are printed the same way).
+    GcCheck {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The epoch at which the caller saw the candidates leave the live version.
+        #[arg(long)]
+        current_epoch: String,
+        #[arg(long)]
+        ids: Option<PathBuf>,
+    },
+    /// Show the pin set: pinned object count, covered epoch range, size.
+    Pins {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the retention policy.
+    Retention {
+        #[command(subcommand)]
+        cmd: RetentionCmd,
+    },
     /// Simulate, restore between two snapshots, and check the result against the truth.
     Demo {
         /// Working directory (a fresh temporary one by default, removed afterwards).
@@ -95,7 +118,44 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// Delete the snapshots and WAL segments no epoch in the window needs.
+    Apply {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// How far back every epoch stays restorable, e.g. 7d (default from metapitr.toml).
+        #[arg(long)]
+        window: Option<String>,
+        /// Keep every epoch from the newest N snapshots on.
+        #[arg(long)]
+        keep_last: Option<u32>,
+        /// A metapitr.toml with a [retention] section (default ./metapitr.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a policy that keeps less than the one last applied.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SnapshotCmd {
+    /// Mark snapshots so that retention never expires them and their SSTs stay pinned.
+    Keep {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Clear the keep mark.
+    Unkeep {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
     /// Take a snapshot from the repo alone (newest snapshot + archived WAL), no service needed.
     Create {
         #[command(flatten)]
@@ -119,6 +179,9 @@ pub enum SnapshotCmd {
         repo: RepoArg,
         #[arg(required = true)]
         ids: Vec<u64>,
+        /// Also delete snapshots marked keep or the retention window's base.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -144,9 +207,17 @@ pub struct RestoreArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Overwrite a non-empty target.
+    /// Overwrite a non-empty target; restore a target older than the retention window.
     #[arg(long)]
     pub force: bool,
+    /// The Hummock object storage the cluster uses (e.g. s3://state-bucket/hummock_001);
+    /// the restored version is written there as its checkpoint.
+    #[arg(long)]
+    pub hummock_storage: Option<String>,
+    /// Check that every SST object the restored version references exists in
+    /// --hummock-storage.
+    #[arg(long, requires = "hummock_storage")]
+    pub validate_integrity: bool,
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +243,19 @@ pub struct SimulateArgs {
     /// Skip fsync (faster; acknowledged commits may be lost on a machine crash).
     #[arg(long)]
     pub no_sync: bool,
+    /// Write every SST object the simulator creates to this object storage.
+    #[arg(long)]
+    pub hummock_storage: Option<String>,
+    /// Apply retention with this window after every snapshot, e.g. 7d.
+    #[arg(long, requires = "snapshot_every")]
+    pub retention_window: Option<String>,
+    /// Vacuum the Hummock storage: delete objects that left the live version and that
+    /// gc-check reports safe.
+    #[arg(long, requires = "hummock_storage")]
+    pub vacuum: bool,
+    /// Epochs between vacuum passes.
+    #[arg(long, default_value_t = 100)]
+    pub vacuum_every: u64,
 }
 
 /// Runs the CLI; errors are printed with what to do and mapped to exit codes.
@@ -316,6 +400,24 @@ pub async fn run(cli: Cli) -> Result<()> {
                     dir,
                     every: a.truth_every,
                 }),
+                hummock_storage: a
+                    .hummock_storage
+                    .as_deref()
+                    .map(|u| Repo::open(u, clock::system()))
+                    .transpose()?,
+                retention: a
+                    .retention_window
+                    .as_deref()
+                    .map(|w| {
+                        crate::retention::Policy::parse_window(w).map(|ms| {
+                            crate::retention::Policy {
+                                window_ms: Some(ms),
+                                keep_last: None,
+                            }
+                        })
+                    })
+                    .transpose()?,
+                vacuum_every: a.vacuum.then_some(a.vacuum_every),
                 recorder: crate::recorder::RecorderOptions {
                     wal: crate::wal::WalOptions {
                         sync: !a.no_sync,
@@ -328,6 +430,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             let t = Instant::now();
             let r = sim::run(&a.repo.repo, &a.wal_dir, opts).await?;
+            if r.objects_written > 0 {
+                out(format!(
+                    "hummock storage: {} SST objects written, {} vacuumed; retention moved the window {} times, now from {}",
+                    r.objects_written,
+                    r.objects_vacuumed,
+                    r.retention_moves,
+                    epoch::format(r.window_start)
+                ))?;
+            }
             out(format!(
                 "simulated {} epochs ({} .. {}), {} records in {:.2?}; archived {} segments ({}); {} snapshots; {} truth files",
                 r.epochs,
@@ -342,6 +453,97 @@ pub async fn run(cli: Cli) -> Result<()> {
             ))
         }
         Command::Demo { dir, epochs, seed } => crate::demo::run(dir, epochs, seed).await,
+        Command::GcCheck {
+            repo,
+            current_epoch,
+            ids,
+        } => {
+            let repo = open_repo(&repo)?;
+            let e = epoch::parse_epoch_or_time(&current_epoch)?;
+            let text = match &ids {
+                Some(p) => std::fs::read_to_string(p).map_err(|err| Error::io(p, err))?,
+                None => std::io::read_to_string(std::io::stdin())
+                    .map_err(|err| Error::io("<stdin>", err))?,
+            };
+            let candidates = parse_ids(&text)?;
+            let pins = crate::pin::load_all(&repo).await?;
+            match crate::pin::gc_check(&pins, e, &candidates) {
+                crate::pin::GcAnswer::Safe(safe) => {
+                    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+                    for id in safe {
+                        writeln!(o, "{id}").map_err(|err| Error::io("<stdout>", err))?;
+                    }
+                    o.flush().map_err(|err| Error::io("<stdout>", err))
+                }
+                crate::pin::GcAnswer::NotCovered {
+                    covered_to,
+                    current_epoch,
+                } => {
+                    eprintln!(
+                        "nothing is safe: the pin set covers epochs up to {covered_to} ({}) but the objects left the live version at {current_epoch} ({}); retry once the archive has caught up",
+                        epoch::format(covered_to),
+                        epoch::format(current_epoch)
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Command::Pins { repo, json } => {
+            let repo = open_repo(&repo)?;
+            let m = repo.manifest().await?;
+            let pins = crate::pin::load_all(&repo).await?;
+            let count: u64 = pins.iter().map(|p| p.count()).sum();
+            let from = pins.iter().map(|p| p.from_epoch).min().unwrap_or(0);
+            let to = pins.iter().map(|p| p.to_epoch).max().unwrap_or(0);
+            let bytes: u64 = m.pins.iter().map(|p| p.stored_size).sum();
+            if json {
+                out(
+                    json!({"count": count, "from_epoch": from, "to_epoch": to, "bytes": bytes})
+                        .to_string(),
+                )
+            } else {
+                out(format!(
+                    "{count} pinned SST objects, epochs {from} ({}) .. {to} ({}), {}",
+                    epoch::format(from),
+                    epoch::format(to),
+                    human_bytes(bytes)
+                ))
+            }
+        }
+        Command::Retention {
+            cmd:
+                RetentionCmd::Apply {
+                    repo,
+                    window,
+                    keep_last,
+                    config,
+                    dry_run,
+                    force,
+                },
+        } => {
+            let repo = open_repo(&repo)?;
+            let mut policy = crate::config::load(config.as_deref())?.retention_policy()?;
+            if let Some(w) = window {
+                policy.window_ms = Some(crate::retention::Policy::parse_window(&w)?);
+            }
+            if keep_last.is_some() {
+                policy.keep_last = keep_last;
+            }
+            let r = crate::retention::apply(&repo, policy, dry_run, force).await?;
+            out(format!(
+                "{}window now starts at epoch {} ({}), newest {} ({}); {} snapshots ({:?}) and {} WAL segments expired ({}); {} SST objects pinned",
+                if r.dry_run { "dry run: " } else { "" },
+                r.window_start,
+                epoch::format(r.window_start),
+                r.newest_epoch,
+                epoch::format(r.newest_epoch),
+                r.deleted_snapshots.len(),
+                r.deleted_snapshots,
+                r.deleted_segments,
+                human_bytes(r.deleted_bytes),
+                r.pinned
+            ))
+        }
     }
 }
 
@@ -430,12 +632,43 @@ async fn snapshot_cmd(cmd: SnapshotCmd) -> Result<()> {
             }
             Ok(())
         }
-        SnapshotCmd::Delete { repo, ids } => {
+        SnapshotCmd::Keep { repo, ids } => set_keep(&repo, &ids, true).await,
+        SnapshotCmd::Unkeep { repo, ids } => set_keep(&repo, &ids, false).await,
+        SnapshotCmd::Delete { repo, ids, force } => {
             let repo = open_repo(&repo)?;
-            let removed = snapshot::delete(&repo, &ids).await?;
+            let removed = snapshot::delete(&repo, &ids, force).await?;
             out(format!("deleted {} snapshots", removed.len()))
         }
     }
+}
+
+async fn set_keep(repo: &RepoArg, ids: &[u64], keep: bool) -> Result<()> {
+    let repo = open_repo(repo)?;
+    for id in ids {
+        let s = crate::retention::set_keep(&repo, *id, keep).await?;
+        out(format!("snapshot {} keep = {}", s.id, s.keep))?;
+    }
+    Ok(())
+}
+
+fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        ids.push(t.parse::<u64>().map_err(|_| {
+            Error::InvalidInput(format!(
+                "line {}: '{t}' is not a decimal SST object id",
+                n + 1
+            ))
+        })?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    roaring::RoaringTreemap::from_sorted_iter(ids)
+        .map_err(|e| Error::Internal(format!("id set: {e}")))
 }
 
 async fn restore_cmd(a: RestoreArgs) -> Result<()> {
@@ -465,13 +698,36 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         }
     };
     say(plan.describe());
+    if !a.force {
+        restore::check_window(&m, &plan)?;
+    }
+    let hummock = a
+        .hummock_storage
+        .as_deref()
+        .map(|u| Repo::open(u, clock::system()))
+        .transpose()?;
     if a.dry_run {
         say("dry run: nothing written".into());
         return Ok(());
     }
     let state = restore::execute(&repo, &plan).await?;
+    if let (Some(h), true) = (&hummock, a.validate_integrity) {
+        let n = crate::hummock::validate_integrity(h, &state).await?;
+        say(format!(
+            "integrity: all {n} SST objects of the restored version exist in {}",
+            h.url()
+        ));
+    }
     store.prepare(a.force)?;
     store.write(&state)?;
+    if let Some(h) = &hummock {
+        crate::hummock::write_checkpoint(h, &state).await?;
+        say(format!(
+            "wrote the restored Hummock version to {}/{}",
+            h.url(),
+            crate::hummock::CHECKPOINT_KEY
+        ));
+    }
     say(format!(
         "restored epoch {} ({} UTC) into {store} in {:.2?}: {} catalog objects, {} users, {} SSTs",
         state.epoch,

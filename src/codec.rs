@@ -7,7 +7,8 @@
 //! ```text
 //! offset size field
 //!      0    4 magic            b"MPTR"
-//!      4    1 kind             1 snapshot, 2 manifest, 3 segment index chunk, 4 pin set
+//!      4    1 kind             1 snapshot, 2 manifest, 3 segment index chunk, 4 pin set,
+//!                              5 hummock checkpoint
 //!      5    1 format_version   1
 //!      6    2 reserved         0
 //!      8    8 body_len         bytes of body
@@ -37,6 +38,7 @@ pub enum Kind {
     Manifest = 2,
     SegmentIndex = 3,
     PinSet = 4,
+    HummockCheckpoint = 5,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Manifest => "manifest",
             Kind::SegmentIndex => "segment index",
             Kind::PinSet => "pin set",
+            Kind::HummockCheckpoint => "hummock checkpoint",
         }
     }
 }
@@ -119,6 +122,17 @@ pub fn open<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
         return Err(bad(6, "reserved bytes are not zero".into()));
     }
     Ok(&bytes[HEADER_LEN..end])
+}
+
+/// The content checksum of an envelope: its trailer, the crc32 of everything before it.
+/// (A crc32 over the whole envelope would be the same constant for every envelope, since a
+/// message followed by its own crc32 always has the same crc32.)
+pub fn envelope_crc(envelope: &[u8]) -> u32 {
+    let n = envelope.len();
+    if n < TRAILER_LEN {
+        return 0;
+    }
+    u32::from_le_bytes(le4(&envelope[n - TRAILER_LEN..]))
 }
 
 /// Compresses `payload` into one zstd frame with the content checksum enabled.

@@ -156,7 +156,7 @@ impl PinSet {
     /// Writes the pin set to the repo (not yet named by the manifest) and returns its ref.
     pub async fn upload(&self, repo: &Repo) -> Result<PinSetRef> {
         let payload = self.encode()?;
-        let crc = crc32fast::hash(&payload);
+        let crc = codec::envelope_crc(&payload);
         let z = codec::compress(&payload)?;
         let r = PinSetRef {
             timeline: self.timeline,
@@ -174,7 +174,7 @@ impl PinSet {
     pub async fn fetch(repo: &Repo, r: &PinSetRef) -> Result<PinSet> {
         let key = pin_key(r);
         let payload = repo.get_payload(&key).await?;
-        if crc32fast::hash(&payload) != r.payload_crc32 {
+        if codec::envelope_crc(&payload) != r.payload_crc32 {
             return Err(Error::corrupt(
                 &key,
                 0,
@@ -226,14 +226,27 @@ pub fn gc_check(pins: &[PinSet], current_epoch: u64, candidates: &RoaringTreemap
     GcAnswer::Safe(safe.iter().collect())
 }
 
-/// The pin sets the repo names, one per timeline.
+/// The pin sets the repo names, one per timeline (none for an empty repo, which pins
+/// nothing and covers no epoch).
 pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
-    let m = repo.manifest().await?;
-    let mut out = Vec::new();
-    for r in &m.pins {
-        out.push(PinSet::fetch(repo, r).await?);
+    'again: for _ in 0..8 {
+        let Some(m) = repo.load_manifest().await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for r in &m.pins {
+            match PinSet::fetch(repo, r).await {
+                Ok(p) => out.push(p),
+                // Replaced by a newer pin set after the manifest was read: read it again.
+                Err(Error::NotFound(_)) => continue 'again,
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(out);
     }
-    Ok(out)
+    Err(Error::Internal(
+        "the pin set kept moving while being read".into(),
+    ))
 }
 
 /// The pin set a timeline starts with when the manifest names none: empty for a timeline
@@ -315,7 +328,7 @@ pub async fn rebuild(repo: &Repo, m: &Manifest, timeline: u32) -> Result<PinSet>
         });
     };
     let plan = restore::plan(repo, m, Some(timeline), Target::Epoch(w0)).await?;
-    let state = restore::execute(repo, &plan).await?;
+    let state = restore::replay(repo, &plan).await?;
     let (last_lsn, last_epoch) = m.timeline(timeline).map_or((0, 0), |t| t.last());
     let mut p = PinSet {
         timeline,
@@ -349,7 +362,7 @@ pub async fn advance(
 ) -> Result<PinSet> {
     let tl = old.timeline;
     let plan = restore::plan(repo, m, Some(tl), Target::Epoch(old.from_epoch)).await?;
-    let mut state = restore::execute(repo, &plan).await?;
+    let mut state = restore::replay(repo, &plan).await?;
     let mut seen: RoaringTreemap = state.hummock.object_ids().collect();
     for_each_record(repo, m, tl, state.lsn, base.lsn, |r| {
         seen.extend(inserted_objects(&r.change));

@@ -139,7 +139,7 @@ impl Recorder {
                 if repo_last > state.lsn {
                     let plan =
                         restore::plan(&repo, &m, Some(state.timeline), Target::Latest).await?;
-                    state = restore::execute(&repo, &plan).await?;
+                    state = restore::replay(&repo, &plan).await?;
                 }
             }
         }

@@ -267,6 +267,17 @@ impl Repo {
         }
     }
 
+    /// Writes an object unconditionally (for objects outside the repo's immutable set, such
+    /// as a Hummock checkpoint).
+    pub async fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
+        let path = self.path(key);
+        self.retrying("put", key, || {
+            self.store.put(&path, PutPayload::from_bytes(data.clone()))
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let path = self.path(key);
         self.retrying("get", key, || async {

@@ -214,8 +214,17 @@ pub async fn plan(
 }
 
 /// Fetches and replays a plan, returning the state as of its target epoch with every id
-/// generator raised to the repo's high-water mark.
+/// generator raised to the repo's high-water mark (a restored cluster must never hand out
+/// an id the history already used).
 pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
+    let mut state = replay(repo, plan).await?;
+    state.raise_ids(&plan.id_high_water);
+    Ok(state)
+}
+
+/// Fetches and replays a plan, returning exactly the recorded state as of its target epoch,
+/// id generators included, for callers that go on replaying the history after it.
+pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
     let mut state = match &plan.snapshot {
         Some(s) => snapshot::fetch(repo, s).await?,
         None => State::new(plan.timeline),
@@ -256,7 +265,6 @@ pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
         }
     }
     state.epoch = target;
-    state.raise_ids(&plan.id_high_water);
     info!(epoch = target, replayed, lsn = state.lsn, "restored state");
     Ok(state)
 }
@@ -271,4 +279,25 @@ pub async fn materialize(
     let plan = plan(repo, &m, timeline, target).await?;
     let state = execute(repo, &plan).await?;
     Ok((plan, state))
+}
+
+/// Refuses a plan whose target is older than the retention window (its SSTs may already be
+/// gone), unless it restores exactly a snapshot marked keep, whose objects stay pinned.
+pub fn check_window(m: &Manifest, plan: &Plan) -> Result<()> {
+    let Some(start) = crate::retention::window_start(m, plan.timeline) else {
+        return Ok(());
+    };
+    let keep_exact = plan
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.keep && s.max_committed_epoch == plan.target_epoch);
+    if plan.target_epoch < start && !keep_exact {
+        return Err(Error::InvalidInput(format!(
+            "target epoch {} ({}) is older than the retention window, which starts at epoch {start} ({}); the SSTs it needs may already be garbage collected. Pass --force to restore it anyway",
+            plan.target_epoch,
+            epoch::format(plan.target_epoch),
+            epoch::format(start)
+        )));
+    }
+    Ok(())
 }

@@ -29,6 +29,8 @@ use crate::model::{
 };
 use crate::recorder::{Recorder, RecorderOptions};
 use crate::repo::Repo;
+use crate::retention::Policy;
+use roaring::RoaringTreemap;
 
 /// 2026-01-01T00:00:00Z, where simulated time starts by default.
 pub const DEFAULT_START_MS: u64 = 1_767_225_600_000;
@@ -80,6 +82,8 @@ pub struct Simulator {
     clock: Arc<ManualClock>,
     /// The truth: every generated batch applied, without the WAL.
     state: State,
+    /// SST objects that left the version in the last generated epoch.
+    departed: Vec<u64>,
 }
 
 /// Ids handed out while building one batch; turned into IdAdvance changes.
@@ -133,6 +137,7 @@ impl Simulator {
             rng: StdRng::seed_from_u64(cfg.seed),
             clock,
             state: State::new(1),
+            departed: Vec::new(),
             cfg,
         }
     }
@@ -160,6 +165,12 @@ impl Simulator {
         &self.state
     }
 
+    /// SST objects that left the version in the last generated epoch (no SST references
+    /// them any more). Object ids are never reused, so they never return.
+    pub fn departed(&self) -> &[u64] {
+        &self.departed
+    }
+
     /// Generates the next barrier: advances the clock one interval, builds the batch and
     /// applies it to the truth. Returns the epoch and the batch to commit.
     pub fn next_epoch(&mut self) -> Result<(u64, Vec<Change>)> {
@@ -173,11 +184,30 @@ impl Simulator {
             )));
         }
         let changes = self.build(epoch);
+        // Objects whose SSTs the batch removes; those no longer referenced after it departed.
+        let mut removed: Vec<u64> = changes
+            .iter()
+            .filter_map(|c| match &c.kind {
+                Some(Kind::HummockDelta(d)) => Some(d),
+                _ => None,
+            })
+            .flat_map(|d| d.group_deltas.iter())
+            .filter_map(|g| match &g.delta {
+                Some(Delta::IntraLevel(il)) => Some(il.removed_sst_ids.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|sst| self.state.hummock.sst(*sst).map(|s| s.object_id))
+            .collect();
         self.state.apply_batch(epoch, &changes).map_err(|(i, e)| {
             Error::Internal(format!(
                 "simulator generated an invalid change {i} at epoch {epoch}: {e}"
             ))
         })?;
+        removed.sort_unstable();
+        removed.dedup();
+        removed.retain(|o| !self.state.hummock.references_object(*o));
+        self.departed = removed;
         Ok((epoch, changes))
     }
 
@@ -993,6 +1023,13 @@ pub struct RunOptions {
     /// Commits in flight at once (they share fsyncs). Default 32.
     pub in_flight: usize,
     pub recorder: RecorderOptions,
+    /// Write every SST object the simulator creates here. Default `None`.
+    pub hummock_storage: Option<Repo>,
+    /// Apply this retention policy after every snapshot. Default `None`.
+    pub retention: Option<Policy>,
+    /// Every N epochs, delete from the Hummock storage the objects that left the live
+    /// version and that gc-check reports safe. Default `None`.
+    pub vacuum_every: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -1007,6 +1044,9 @@ impl Default for RunOptions {
                 snapshot_every_ms: None,
                 ..Default::default()
             },
+            hummock_storage: None,
+            retention: None,
+            vacuum_every: None,
         }
     }
 }
@@ -1022,6 +1062,43 @@ pub struct RunReport {
     pub archive: ArchiveStatus,
     pub final_state_ssts: usize,
     pub final_catalog_objects: usize,
+    /// SST objects written to the Hummock storage, and deleted from it by the vacuum.
+    pub objects_written: u64,
+    pub objects_vacuumed: u64,
+    /// Retention passes that moved the window, and the window's start at the end.
+    pub retention_moves: u64,
+    pub window_start: u64,
+}
+
+/// The simulated vacuum: objects that left the live version wait here until a pin set
+/// covers the epoch they left at, then go if gc-check says they are safe.
+#[derive(Default)]
+struct Vacuum {
+    /// (epoch the object left at, object id), in epoch order.
+    departed: std::collections::VecDeque<(u64, u64)>,
+    /// Left at an epoch the pin set covers, but pinned when last asked.
+    waiting: RoaringTreemap,
+}
+
+impl Vacuum {
+    async fn run(&mut self, repo: &Repo, storage: &Repo) -> Result<u64> {
+        let pins = crate::pin::load_all(repo).await?;
+        let covered_to = pins.iter().map(|p| p.to_epoch).max().unwrap_or(0);
+        while self.departed.front().is_some_and(|(e, _)| *e <= covered_to) {
+            if let Some((_, o)) = self.departed.pop_front() {
+                self.waiting.insert(o);
+            }
+        }
+        let safe = match crate::pin::gc_check(&pins, covered_to, &self.waiting) {
+            crate::pin::GcAnswer::Safe(ids) => ids,
+            crate::pin::GcAnswer::NotCovered { .. } => return Ok(0),
+        };
+        for id in &safe {
+            storage.delete(&crate::hummock::object_key(*id)).await?;
+            self.waiting.remove(*id);
+        }
+        Ok(safe.len() as u64)
+    }
 }
 
 /// Runs the simulator into a recorder on `wal_dir` archiving to the repo at `repo_url`.
@@ -1049,8 +1126,30 @@ pub async fn run_with_repo(
     }
     let mut report = RunReport::default();
     let mut pending = std::collections::VecDeque::new();
+    let mut vacuum = Vacuum::default();
     for i in 0..opts.epochs {
         let (epoch, changes) = sim.next_epoch()?;
+        if let Some(storage) = &opts.hummock_storage {
+            // Compute nodes upload SSTs before the meta service commits the delta naming them.
+            let mut objects: Vec<u64> = changes
+                .iter()
+                .flat_map(crate::pin::inserted_objects)
+                .collect();
+            objects.sort_unstable();
+            objects.dedup();
+            for o in &objects {
+                storage
+                    .put_new(
+                        &crate::hummock::object_key(*o),
+                        crate::hummock::sst_body(*o),
+                    )
+                    .await?;
+            }
+            report.objects_written += objects.len() as u64;
+            vacuum
+                .departed
+                .extend(sim.departed().iter().map(|o| (epoch, *o)));
+        }
         report.records += changes.len() as u64;
         if report.first_epoch == 0 {
             report.first_epoch = epoch;
@@ -1068,6 +1167,17 @@ pub async fn run_with_repo(
                 f.await?;
             }
             report.snapshots.push(rec.snapshot().await?);
+            if let Some(policy) = opts.retention {
+                let r = crate::retention::apply(rec.repo(), policy, false, false).await?;
+                if r.base_snapshot.is_some() {
+                    report.retention_moves += 1;
+                }
+            }
+        }
+        if let (Some(k), Some(storage)) = (opts.vacuum_every, &opts.hummock_storage) {
+            if k > 0 && n % k == 0 {
+                report.objects_vacuumed += vacuum.run(rec.repo(), storage).await?;
+            }
         }
         if let Some(t) = opts
             .truth
@@ -1087,6 +1197,13 @@ pub async fn run_with_repo(
     report.epochs = opts.epochs;
     report.final_state_ssts = sim.state().hummock.sst_count();
     report.final_catalog_objects = sim.state().catalog.len();
+    let repo = rec.repo().clone();
     report.archive = rec.close().await?;
+    if let (Some(_), Some(storage)) = (opts.vacuum_every, &opts.hummock_storage) {
+        report.objects_vacuumed += vacuum.run(&repo, storage).await?;
+    }
+    if let Some(m) = repo.load_manifest().await? {
+        report.window_start = crate::retention::window_start(&m, m.newest_timeline()).unwrap_or(0);
+    }
     Ok(report)
 }

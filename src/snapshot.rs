@@ -89,7 +89,7 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
     .await
     .map_err(|e| Error::Internal(format!("snapshot encode task: {e}")))?;
     let raw_size = payload.len() as u64;
-    let crc = crc32fast::hash(&payload);
+    let crc = codec::envelope_crc(&payload);
     let z = tokio::task::spawn_blocking(move || codec::compress(&payload))
         .await
         .map_err(|e| Error::Internal(format!("snapshot compress task: {e}")))??;
@@ -141,7 +141,7 @@ pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
     let e = *e;
     tokio::task::spawn_blocking(move || {
         let payload = codec::decompress(&z, &key)?;
-        if payload.len() as u64 != e.raw_size || crc32fast::hash(&payload) != e.payload_crc32 {
+        if payload.len() as u64 != e.raw_size || codec::envelope_crc(&payload) != e.payload_crc32 {
             return Err(Error::corrupt(
                 &key,
                 0,
@@ -174,10 +174,26 @@ pub async fn list(repo: &Repo) -> Result<Vec<SnapshotEntry>> {
 }
 
 /// Removes snapshots from the manifest, then deletes their objects. Unknown ids are an
-/// error and nothing is deleted.
-pub async fn delete(repo: &Repo, ids: &[u64]) -> Result<Vec<SnapshotEntry>> {
+/// error and nothing is deleted. A snapshot marked keep, or the one the retention window
+/// starts from, is refused unless `force`.
+pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<SnapshotEntry>> {
     let m = repo.manifest().await?;
     for id in ids {
+        if let Some(s) = m.snapshot(*id).filter(|_| !force) {
+            if s.keep {
+                return Err(Error::InvalidInput(format!(
+                    "snapshot {id} is marked keep; run metapitr snapshot unkeep {id} first, or pass --force"
+                )));
+            }
+            let base = crate::retention::window_start(&m, s.timeline)
+                == Some(s.max_committed_epoch)
+                && (m.retention_window_ms > 0 || m.retention_keep_last > 0);
+            if base {
+                return Err(Error::InvalidInput(format!(
+                    "snapshot {id} is where the retention window starts; deleting it would shrink the restorable window below the policy. Pass --force to delete it anyway"
+                )));
+            }
+        }
         if m.snapshot(*id).is_none() {
             let known: Vec<String> = m.snapshots.iter().map(|s| s.id.to_string()).collect();
             return Err(Error::NotFound(format!(

@@ -56,7 +56,7 @@ proptest! {
             // The same targets from the WAL alone: drop every snapshot.
             let ids: Vec<u64> = snapshot::list(&s.repo).await.unwrap().iter().map(|x| x.id).collect();
             if !ids.is_empty() {
-                snapshot::delete(&s.repo, &ids).await.unwrap();
+                snapshot::delete(&s.repo, &ids, false).await.unwrap();
             }
             for p in &picks {
                 let (e, _) = truths[p.index(truths.len())];

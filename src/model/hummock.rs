@@ -94,6 +94,16 @@ impl Version {
         self.object_refs.contains_key(&object_id)
     }
 
+    /// The SST with this id, if the version holds it.
+    pub fn sst(&self, sst_id: u64) -> Option<&SstableInfo> {
+        let (group, loc) = self.locate(sst_id)?;
+        let g = self.groups.get(&group)?;
+        match loc {
+            SstLoc::L0(sub) => g.l0.get(&sub)?.get(&sst_id),
+            SstLoc::Level(l) => g.levels.get(l as usize - 1)?.get(&sst_id),
+        }
+    }
+
     pub fn locate(&self, sst_id: u64) -> Option<(u64, SstLoc)> {
         self.sst_index.get(&sst_id).copied()
     }

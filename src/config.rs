@@ -1,0 +1,55 @@
+//! `metapitr.toml`: settings read from a file. Flags override it.
+//!
+//! ```toml
+//! [retention]
+//! window = "7d"      # every epoch this far back stays restorable (default: none)
+//! keep_last = 4      # ... and every epoch from the newest 4 snapshots on (default: none)
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::retention::Policy;
+
+pub const DEFAULT_FILE: &str = "metapitr.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub window: Option<String>,
+    pub keep_last: Option<u32>,
+}
+
+impl Config {
+    pub fn retention_policy(&self) -> Result<Policy> {
+        Ok(Policy {
+            window_ms: self
+                .retention
+                .window
+                .as_deref()
+                .map(Policy::parse_window)
+                .transpose()?,
+            keep_last: self.retention.keep_last,
+        })
+    }
+}
+
+/// Reads `path`, or `./metapitr.toml` if that exists, or nothing.
+pub fn load(path: Option<&Path>) -> Result<Config> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).exists() => DEFAULT_FILE.into(),
+        None => return Ok(Config::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    toml::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
+}
