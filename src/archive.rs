@@ -104,7 +104,7 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
 /// same checksum is skipped (an earlier attempt published it); one that does not start
 /// right after the archived end is refused.
 pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> {
-    loop {
+    'publish: loop {
         let m = repo.load_manifest().await?.unwrap_or_default();
         // Pin sets first: the new segments' objects are pinned in the same manifest version
         // that makes their epochs restorable.
@@ -114,7 +114,12 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
         for tl in timelines {
             let base = m.pins.iter().find(|p| p.timeline == tl).copied();
             let mut pins = match &base {
-                Some(r) => PinSet::fetch(repo, r).await?,
+                Some(r) => match PinSet::fetch(repo, r).await {
+                    Ok(p) => p,
+                    // Replaced (and deleted) since the manifest was read: start over.
+                    Err(Error::NotFound(_)) => continue 'publish,
+                    Err(e) => return Err(e),
+                },
                 None => crate::pin::initial(repo, &m, tl, segs).await?,
             };
             let before = (pins.to_lsn, pins.window.len());
@@ -152,6 +157,11 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
             .await?;
         if pins_moved {
             debug!("the pin set moved while publishing; recomputing");
+            for (base, new) in &new_pins {
+                if base.is_none_or(|b| crate::pin::pin_key(&b) != crate::pin::pin_key(new)) {
+                    repo.delete(&crate::pin::pin_key(new)).await?;
+                }
+            }
             continue;
         }
         for (base, new) in &new_pins {

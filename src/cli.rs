@@ -105,12 +105,14 @@ pub enum Command {
         #[command(subcommand)]
         cmd: RetentionCmd,
     },
-    /// Simulate, restore between two snapshots, and check the result against the truth.
+    /// Simulate 10 days with a 7-day retention window and vacuum, restore to an epoch six
+    /// days back between two snapshots, validate its SSTs and check it against the truth.
     Demo {
         /// Working directory (a fresh temporary one by default, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 3000)]
+        /// Epochs to simulate, 5 simulated minutes apart (2880 = 10 days).
+        #[arg(long, default_value_t = 2880)]
         epochs: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,

@@ -50,6 +50,7 @@ pub fn load(path: Option<&Path>) -> Result<Config> {
         None if Path::new(DEFAULT_FILE).exists() => DEFAULT_FILE.into(),
         None => return Ok(Config::default()),
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::InvalidInput(format!("config file {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
 }

@@ -11,7 +11,13 @@ use crate::error::{Error, Result};
 use crate::jsonl;
 use crate::repo::Repo;
 use crate::restore::{self, Target};
+use crate::retention::Policy;
 use crate::sim::{self, RunOptions, SimConfig, TruthOptions};
+
+/// Simulated time between barriers in the demo: 5 minutes, so that 8 days fit in a few
+/// thousand epochs.
+const INTERVAL_MS: u64 = 300_000;
+const DAY_MS: u64 = 86_400_000;
 
 pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
     let tmp;
@@ -39,29 +45,38 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
         }
     };
     let repo_url = format!("file://{}", dir.join("repo").display());
-    let snapshot_every = (epochs / 6).max(1);
-    let truth_every = (epochs / 60).max(1);
+    let hummock_url = format!("file://{}", dir.join("hummock").display());
+    let snapshot_every = (DAY_MS / 2 / INTERVAL_MS).min((epochs / 6).max(1));
+    let truth_every = (3_600_000 / INTERVAL_MS).min((epochs / 60).max(1));
+    let policy = Policy {
+        window_ms: Some(7 * DAY_MS),
+        keep_last: None,
+    };
     println!("metapitr demo in {}", dir.display());
-    println!("1. simulating {epochs} epochs (1 s apart) into {repo_url}, a snapshot every {snapshot_every} epochs");
+    println!(
+        "1. simulating {epochs} epochs, 5 min apart ({:.1} days), into {repo_url}: a snapshot every {snapshot_every} epochs, a 7-day retention window, SSTs written to {hummock_url} and vacuumed with gc-check",
+        (epochs * INTERVAL_MS) as f64 / DAY_MS as f64
+    );
     let t = Instant::now();
-    let r = sim::run(
-        &repo_url,
-        &dir.join("wal"),
-        RunOptions {
-            sim: SimConfig {
-                seed,
-                ..Default::default()
-            },
-            epochs,
-            snapshot_every: Some(snapshot_every),
-            truth: Some(TruthOptions {
-                dir: dir.join("truth"),
-                every: truth_every,
-            }),
+    let mut opts = RunOptions {
+        sim: SimConfig {
+            seed,
+            epoch_interval_ms: INTERVAL_MS,
             ..Default::default()
         },
-    )
-    .await?;
+        epochs,
+        snapshot_every: Some(snapshot_every),
+        truth: Some(TruthOptions {
+            dir: dir.join("truth"),
+            every: truth_every,
+        }),
+        hummock_storage: Some(Repo::open(&hummock_url, clock::system())?),
+        retention: Some(policy),
+        vacuum_every: Some(truth_every),
+        ..Default::default()
+    };
+    opts.recorder.snapshot_every_ms = None;
+    let r = sim::run(&repo_url, &dir.join("wal"), opts).await?;
     println!(
         "   {} epochs, {} .. {} UTC, {} records in {:.2?}",
         r.epochs,
@@ -71,48 +86,71 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
         t.elapsed()
     );
     println!(
-        "   archived {} WAL segments ({}); {} snapshots ({}); final state: {} catalog objects, {} SSTs",
+        "   archived {} WAL segments ({}); {} snapshots taken; final state: {} catalog objects, {} SSTs",
         r.archive.segments,
         human_bytes(r.archive.stored_bytes),
         r.snapshots.len(),
-        human_bytes(r.snapshots.iter().map(|s| s.stored_size).sum()),
         r.final_catalog_objects,
         r.final_state_ssts
     );
-    // An epoch with a truth file strictly between the two middle snapshots.
-    let snaps = &r.snapshots;
-    if snaps.len() < 2 {
-        return Err(Error::InvalidInput(
-            "the demo needs at least two snapshots; run more epochs".into(),
-        ));
-    }
-    let i = snaps.len() / 2 - 1;
-    let (a, b) = (
-        snaps[i].max_committed_epoch,
-        snaps[i + 1].max_committed_epoch,
+    let repo = Repo::open(&repo_url, clock::system())?;
+    let hummock = Repo::open(&hummock_url, clock::system())?;
+    let m = repo.manifest().await?;
+    let pins = crate::pin::load_all(&repo).await?;
+    let pinned: u64 = pins.iter().map(|p| p.count()).sum();
+    println!(
+        "   retention moved the window {} times; it starts at {} UTC; {} snapshots remain; {} SST objects written, {} vacuumed, {pinned} pinned",
+        r.retention_moves,
+        epoch::format(r.window_start),
+        m.snapshots.len(),
+        r.objects_written,
+        r.objects_vacuumed
     );
-    let mid = a / 2 + b / 2;
+    // An epoch about six days back with a truth file, strictly between two snapshots.
+    let six_days_back =
+        epoch::from_unix_ms(epoch::to_unix_ms(r.last_epoch).saturating_sub(6 * DAY_MS));
+    let mut snaps: Vec<u64> = m.snapshots.iter().map(|s| s.max_committed_epoch).collect();
+    snaps.sort_unstable();
+    let between = |e: u64| {
+        snaps.iter().any(|s| *s < e) && snaps.iter().any(|s| *s > e) && !snaps.contains(&e)
+    };
     let (target, truth_path) = r
         .truth_files
         .iter()
-        .filter(|(e, _)| *e > a && *e < b)
-        .min_by_key(|(e, _)| e.abs_diff(mid))
+        .filter(|(e, _)| *e >= r.window_start && between(*e))
+        .min_by_key(|(e, _)| e.abs_diff(six_days_back))
         .cloned()
-        .ok_or_else(|| Error::Internal("no truth file between the two snapshots".into()))?;
+        .ok_or_else(|| {
+            Error::Internal("no truth file inside the window between two snapshots".into())
+        })?;
+    let before = snaps
+        .iter()
+        .filter(|s| **s < target)
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let after = snaps
+        .iter()
+        .filter(|s| **s > target)
+        .min()
+        .copied()
+        .unwrap_or(0);
     println!(
-        "2. restoring to epoch {target} ({} UTC), between snapshot {} and snapshot {}",
+        "2. restoring to epoch {target} ({} UTC, {:.1} days back), between the snapshots of {} and {}",
         epoch::format(target),
-        snaps[i].id,
-        snaps[i + 1].id
+        (epoch::to_unix_ms(r.last_epoch) - epoch::to_unix_ms(target)) as f64 / DAY_MS as f64,
+        epoch::format(before),
+        epoch::format(after)
     );
-    let repo = Repo::open(&repo_url, clock::system())?;
     let t = Instant::now();
-    let m = repo.manifest().await?;
     let plan = restore::plan(&repo, &m, None, Target::Epoch(target)).await?;
+    restore::check_window(&m, &plan)?;
     let state = restore::execute(&repo, &plan).await?;
     let restore_time = t.elapsed();
     println!("   {}", plan.describe().replace('\n', "\n   "));
     println!("   restored in {restore_time:.2?}");
+    let n = crate::hummock::validate_integrity(&hummock, &state).await?;
+    println!("   --validate-integrity: all {n} SST objects the restored version references exist in the Hummock storage");
     let restored = jsonl::to_string(&state);
     let truth = std::fs::read_to_string(&truth_path).map_err(|e| Error::io(&truth_path, e))?;
     let c = jsonl::compare(&restored, &truth)
@@ -137,10 +175,21 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
             c.unexpected.len()
         )));
     }
-    println!(
-        "   match: {} lines equal (order aside); id generators at or above the truth (repo maximum)",
-        c.lines
-    );
+    println!("   match: {} lines equal (order aside); id generators at or above the truth (repo maximum)", c.lines);
+    // An epoch older than the window is refused: its SSTs may be gone.
+    if let Some((old, _)) = r.truth_files.iter().find(|(e, _)| *e < r.window_start) {
+        match restore::plan(&repo, &m, None, Target::Epoch(*old)).await {
+            Ok(p) => match restore::check_window(&m, &p) {
+                Err(e) => println!("4. an epoch outside the window is refused: {e}"),
+                Ok(()) => {
+                    return Err(Error::Internal(format!(
+                        "epoch {old} before the window was not refused"
+                    )))
+                }
+            },
+            Err(e) => println!("4. an epoch outside the window is refused: {e}"),
+        }
+    }
     println!(
         "done: restored epoch {target} ({} UTC) in {restore_time:.2?}, fetching {}",
         epoch::format(target),

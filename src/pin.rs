@@ -327,6 +327,11 @@ pub async fn rebuild(repo: &Repo, m: &Manifest, timeline: u32) -> Result<PinSet>
             ..Default::default()
         });
     };
+    rebuild_from(repo, m, timeline, w0).await
+}
+
+/// [`rebuild`] for a window starting at `w0`, which must be restorable.
+pub async fn rebuild_from(repo: &Repo, m: &Manifest, timeline: u32, w0: u64) -> Result<PinSet> {
     let plan = restore::plan(repo, m, Some(timeline), Target::Epoch(w0)).await?;
     let state = restore::replay(repo, &plan).await?;
     let (last_lsn, last_epoch) = m.timeline(timeline).map_or((0, 0), |t| t.last());

@@ -11,7 +11,7 @@
 
 use crate::archive;
 use crate::epoch;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
 use crate::pin::{self, PinSet};
 use crate::repo::{index_key, snapshot_entry_key, Repo};
@@ -131,6 +131,9 @@ async fn current_pins(
 /// Applies `policy` to the newest timeline. A policy that keeps less than the one last
 /// applied is refused unless `force`.
 pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> Result<Report> {
+    if policy.keep_last == Some(0) {
+        return Err(Error::InvalidInput("--keep-last must be at least 1".into()));
+    }
     if policy.is_empty() {
         return Err(Error::InvalidInput(
             "no retention policy: pass --window (e.g. 7d) and/or --keep-last N, or set [retention] in metapitr.toml".into(),
@@ -166,7 +169,12 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             )));
         };
         let newest = tl.last().1;
-        let (base_ref, old) = current_pins(repo, &m, timeline).await?;
+        let (base_ref, old) = match current_pins(repo, &m, timeline).await {
+            Ok(x) => x,
+            // Replaced (and deleted) since the manifest was read: start over.
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
         let w0 = wanted_start(&m, timeline, newest, &policy);
         let mut report = Report {
             timeline,
@@ -207,6 +215,13 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             .filter(|c| c.last_lsn <= base.lsn)
             .map(|c| c.first_lsn)
             .collect();
+        // The newest segment entry always stays: it records where the archive ends, so the
+        // next segment chains on even when the base is at the archive's last lsn.
+        let newest_first = tl.segments.last().map(|s| s.first_lsn);
+        let expired_segs: Vec<SegmentEntry> = expired_segs
+            .into_iter()
+            .filter(|s| Some(s.first_lsn) != newest_first)
+            .collect();
         // Segments inside a chunk that also holds needed segments stay.
         let chunk_kept = |lsn: u64| {
             tl.chunks
@@ -227,7 +242,15 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             return Ok(report);
         }
         // 1. The new pin set, written before anything refers to it.
-        let new = pin::advance(repo, &m, &old, &base).await?;
+        let new = match pin::advance(repo, &m, &old, &base).await {
+            Ok(p) => p,
+            // The old window start is no longer restorable (its base was deleted with
+            // --force): compute the new pin set from scratch instead.
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound) => {
+                pin::rebuild_from(repo, &m, timeline, base.max_committed_epoch).await?
+            }
+            Err(e) => return Err(e),
+        };
         let new_ref = new.upload(repo).await?;
         report.pinned = new.count();
         // 2. One manifest version swaps the pin set and drops the expired entries.
@@ -307,7 +330,12 @@ pub async fn set_keep(repo: &Repo, id: u64, keep: bool) -> Result<SnapshotEntry>
             return Ok(s);
         }
         let timeline = s.timeline;
-        let (base_ref, mut pins) = current_pins(repo, &m, timeline).await?;
+        let (base_ref, mut pins) = match current_pins(repo, &m, timeline).await {
+            Ok(x) => x,
+            // Replaced (and deleted) since the manifest was read: start over.
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
         let mut m2 = m.clone();
         if let Some(x) = m2.snapshots.iter_mut().find(|x| x.id == id) {
             x.keep = keep;

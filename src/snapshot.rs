@@ -185,9 +185,9 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
                     "snapshot {id} is marked keep; run metapitr snapshot unkeep {id} first, or pass --force"
                 )));
             }
-            let base = crate::retention::window_start(&m, s.timeline)
-                == Some(s.max_committed_epoch)
-                && (m.retention_window_ms > 0 || m.retention_keep_last > 0);
+            // The snapshot the restorable window starts from: nothing older is restorable.
+            let base =
+                crate::retention::window_start(&m, s.timeline) == Some(s.max_committed_epoch);
             if base {
                 return Err(Error::InvalidInput(format!(
                     "snapshot {id} is where the retention window starts; deleting it would shrink the restorable window below the policy. Pass --force to delete it anyway"

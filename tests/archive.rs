@@ -15,7 +15,6 @@ use metapitr::repo::{Created, Repo};
 use metapitr::restore::{self, Target};
 use metapitr::sim::{self, SimConfig, Simulator};
 use metapitr::wal::WalOptions;
-use object_store::{ObjectStoreExt, PutPayload};
 
 fn mem_repo_on(store: Arc<object_store::memory::InMemory>) -> Repo {
     Repo::from_store(
@@ -139,19 +138,7 @@ fn a_damaged_archived_segment_is_named_and_other_epochs_still_restore() {
         let snap1 = &s.report.snapshots[0];
         let victim = *segs.iter().find(|x| x.first_lsn > snap1.lsn + 5).unwrap();
         let key = victim.key();
-        let store = s.repo.object_store();
-        let path = object_store::path::Path::from(key.as_str());
-        let mut bytes = store
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x20;
-        store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        common::damage_object(&s.repo, &key, 0x20).await;
 
         let err = restore::materialize(&s.repo, None, Target::Epoch(victim.last_epoch))
             .await

@@ -356,3 +356,185 @@ fn bad_input_gets_clear_errors() {
     );
     assert!(err.contains("etcd:x"), "{err}");
 }
+
+#[test]
+fn pins_gc_check_retention_and_integrity_from_the_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = format!("file://{}", d.path().join("repo").display());
+    let hummock = format!("file://{}", d.path().join("hummock").display());
+    ok(&[
+        "simulate",
+        "--repo",
+        &repo,
+        "--wal-dir",
+        d.path().join("wal").to_str().unwrap(),
+        "--epochs",
+        "400",
+        "--epoch-interval-ms",
+        "60000",
+        "--snapshot-every",
+        "40",
+        "--hummock-storage",
+        &hummock,
+        "--no-sync",
+    ]);
+    let pins: serde_json::Value =
+        serde_json::from_str(&ok(&["pins", "--repo", &repo, "--json"])).unwrap();
+    for f in ["count", "from_epoch", "to_epoch", "bytes"] {
+        assert!(pins.get(f).is_some(), "{pins}");
+    }
+    let to = pins["to_epoch"].as_u64().unwrap();
+    assert!(pins["count"].as_u64().unwrap() > 100);
+
+    // gc-check: pinned ids are never printed; unknown ids are; a later epoch answers nothing.
+    let ids = d.path().join("ids");
+    std::fs::write(&ids, "1\n2\n3\n999999999\n").unwrap();
+    let safe = ok(&[
+        "gc-check",
+        "--repo",
+        &repo,
+        "--current-epoch",
+        &to.to_string(),
+        "--ids",
+        ids.to_str().unwrap(),
+    ]);
+    assert_eq!(safe.trim(), "999999999");
+    let o = metapitr(&[
+        "gc-check",
+        "--repo",
+        &repo,
+        "--current-epoch",
+        &(to + (1 << 16)).to_string(),
+        "--ids",
+        ids.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing is safe"));
+    std::fs::write(&ids, "12x\n").unwrap();
+    fails(
+        &[
+            "gc-check",
+            "--repo",
+            &repo,
+            "--current-epoch",
+            &to.to_string(),
+            "--ids",
+            ids.to_str().unwrap(),
+        ],
+        2,
+    );
+
+    // Retention: a dry run changes nothing; keep one snapshot; apply; shrinking is refused.
+    let before = ok(&["snapshot", "list", "--repo", &repo, "--json"]);
+    let out = ok(&[
+        "retention",
+        "apply",
+        "--repo",
+        &repo,
+        "--window",
+        "2h",
+        "--dry-run",
+    ]);
+    assert!(out.starts_with("dry run"), "{out}");
+    assert_eq!(ok(&["snapshot", "list", "--repo", &repo, "--json"]), before);
+    ok(&["snapshot", "keep", "--repo", &repo, "2"]);
+    let out = ok(&["retention", "apply", "--repo", &repo, "--window", "2h"]);
+    assert!(out.contains("window now starts"), "{out}");
+    let after: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshot", "list", "--repo", &repo, "--json"])).unwrap();
+    let ids_left: Vec<u64> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids_left.contains(&2) && !ids_left.contains(&1) && !ids_left.contains(&3),
+        "{ids_left:?}"
+    );
+    let err = fails(
+        &["retention", "apply", "--repo", &repo, "--window", "1h"],
+        2,
+    );
+    assert!(err.contains("--force"), "{err}");
+    let err = fails(&["snapshot", "delete", "--repo", &repo, "2"], 2);
+    assert!(err.contains("keep"), "{err}");
+
+    // Restore: older than the window refused; the keep snapshot allowed; integrity checked.
+    let out = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--snapshot-id",
+        "2",
+        "--target-store",
+        "jsonl:-",
+        "--hummock-storage",
+        &hummock,
+        "--validate-integrity",
+    ]);
+    assert!(out.contains("\"kind\":\"sst\""));
+    let kept_epoch = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == 2)
+        .unwrap()["max_committed_epoch"]
+        .as_u64()
+        .unwrap();
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target-epoch",
+            &(kept_epoch + (1 << 16)).to_string(),
+            "--target-store",
+            "jsonl:-",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("restorable") || err.contains("retention window"),
+        "{err}"
+    );
+    let out = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        &format!("dir:{}", d.path().join("m").display()),
+        "--hummock-storage",
+        &hummock,
+        "--validate-integrity",
+    ]);
+    assert!(out.contains("integrity: all"), "{out}");
+    assert!(d.path().join("hummock/checkpoint/0").exists());
+
+    // A config file supplies the policy.
+    let cfg = d.path().join("metapitr.toml");
+    std::fs::write(&cfg, "[retention]\nwindow = \"2h\"\n").unwrap();
+    ok(&[
+        "retention",
+        "apply",
+        "--repo",
+        &repo,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    std::fs::write(&cfg, "[retention]\nwindow = \"soon\"\n").unwrap();
+    let err = fails(
+        &[
+            "retention",
+            "apply",
+            "--repo",
+            &repo,
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("soon"), "{err}");
+}

@@ -105,3 +105,21 @@ pub fn id_advance(category: metapitr::model::IdCategory, next: u64) -> Change {
         })),
     }
 }
+
+/// Flips bits `mask` of the middle byte of a stored object, behind metapitr's back.
+pub async fn damage_object(repo: &Repo, key: &str, mask: u8) {
+    use object_store::ObjectStoreExt;
+    let store = repo.object_store();
+    let path = object_store::path::Path::from(key);
+    let mut bytes = store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= mask;
+    store.put(&path, bytes.into()).await.unwrap();
+}
