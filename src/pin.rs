@@ -371,13 +371,7 @@ pub async fn advance(
     let mut seen: RoaringTreemap = state.hummock.object_ids().collect();
     for_each_record(repo, m, tl, state.lsn, base.lsn, |r| {
         seen.extend(inserted_objects(&r.change));
-        state
-            .replay(r.lsn, r.epoch, &r.change)
-            .map_err(|source| Error::Apply {
-                lsn: r.lsn,
-                epoch: r.epoch,
-                source,
-            })
+        r.apply_to(&mut state)
     })
     .await?;
     if state.lsn != base.lsn {

@@ -163,13 +163,7 @@ impl Recorder {
         let local = wal::read_local_records(dir, state.lsn)?;
         let base_lsn = state.lsn;
         for r in local.iter().filter(|r| r.lsn > base_lsn) {
-            state
-                .replay(r.lsn, r.epoch, &r.change)
-                .map_err(|source| Error::Apply {
-                    lsn: r.lsn,
-                    epoch: r.epoch,
-                    source,
-                })?;
+            r.apply_to(&mut state)?;
         }
         if state.lsn + 1 != wal.next_lsn() && state.lsn != 0 {
             return Err(Error::Internal(format!(

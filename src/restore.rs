@@ -254,13 +254,7 @@ pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
                     ),
                 ));
             }
-            state
-                .replay(r.lsn, r.epoch, &r.change)
-                .map_err(|source| Error::Apply {
-                    lsn: r.lsn,
-                    epoch: r.epoch,
-                    source,
-                })?;
+            r.apply_to(&mut state)?;
             replayed += 1;
         }
     }

@@ -113,6 +113,20 @@ pub struct Record {
     pub change: Change,
 }
 
+impl Record {
+    /// Replays the record onto a state (recovery, restore, pin maintenance); an error names
+    /// the record.
+    pub fn apply_to(&self, state: &mut crate::model::State) -> Result<()> {
+        state
+            .replay(self.lsn, self.epoch, &self.change)
+            .map_err(|source| Error::Apply {
+                lsn: self.lsn,
+                epoch: self.epoch,
+                source,
+            })
+    }
+}
+
 /// Appends one record frame to `out`.
 pub fn encode_record(
     out: &mut Vec<u8>,
