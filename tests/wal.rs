@@ -35,6 +35,22 @@ async fn fill(w: &Wal, from_epoch: u64, n: u64) -> u64 {
     last
 }
 
+/// The WAL of `dir` with the tests' default options.
+fn open(dir: &Path) -> Wal {
+    Wal::open(dir, 1, 1, opts(), clock::system()).unwrap()
+}
+
+/// A directory holding a WAL with `n` single-change commits, left as a dropped writer
+/// leaves it (active segment unsealed).
+fn written(rt: &tokio::runtime::Runtime, n: u64) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let w = open(d.path());
+        fill(&w, 1, n).await;
+    });
+    d
+}
+
 fn records(dir: &Path) -> Vec<(u64, u64)> {
     wal::read_local_records(dir, 0)
         .unwrap()
@@ -55,12 +71,7 @@ fn active_segment(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn torn_tail_is_truncated_and_reported() {
     let rt = rt();
-    let d = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
-        fill(&w, 1, 10).await;
-        drop(w);
-    });
+    let d = written(&rt, 10);
     let seg = active_segment(d.path());
     let good_len = std::fs::metadata(&seg).unwrap().len();
     // A frame header promising 100 bytes, followed by only 5: a torn write.
@@ -69,7 +80,7 @@ fn torn_tail_is_truncated_and_reported() {
     f.write_all(&[0xab; 9]).unwrap();
     drop(f);
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         let t = w.recovery().truncated.clone().expect("truncation reported");
         assert_eq!(t.offset, good_len);
         assert_eq!(t.dropped_bytes, 13);
@@ -90,18 +101,14 @@ fn torn_tail_is_truncated_and_reported() {
 #[test]
 fn checksum_failing_last_record_is_truncated() {
     let rt = rt();
-    let d = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
-        fill(&w, 1, 4).await;
-    });
+    let d = written(&rt, 4);
     let seg = active_segment(d.path());
     let mut bytes = std::fs::read(&seg).unwrap();
     let n = bytes.len();
     bytes[n - 2] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         assert!(w
             .recovery()
             .truncated
@@ -117,11 +124,7 @@ fn checksum_failing_last_record_is_truncated() {
 #[test]
 fn corruption_in_the_middle_names_file_and_offset() {
     let rt = rt();
-    let d = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
-        fill(&w, 1, 20).await;
-    });
+    let d = written(&rt, 20);
     let seg = active_segment(d.path());
     let mut bytes = std::fs::read(&seg).unwrap();
     // Inside the third record's body (header 32 bytes, records ~30 bytes each).
@@ -148,7 +151,7 @@ fn damage_in_a_sealed_segment_is_an_error() {
     let rt = rt();
     let d = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         fill(&w, 1, 3).await;
         w.seal().await.unwrap();
         fill(&w, 4, 3).await;
@@ -238,7 +241,7 @@ fn incomplete_batch_at_the_tail_is_dropped() {
     let rt = rt();
     let d = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         fill(&w, 1, 2).await;
         let batch = [
             id_advance(IdCategory::Actor, 10),
@@ -259,7 +262,7 @@ fn incomplete_batch_at_the_tail_is_dropped() {
     }
     std::fs::write(&seg, &bytes[..off]).unwrap();
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         assert!(w
             .recovery()
             .truncated
@@ -275,7 +278,7 @@ fn incomplete_batch_at_the_tail_is_dropped() {
 #[test]
 fn a_second_writer_is_locked_out() {
     let d = tempfile::tempdir().unwrap();
-    let _w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+    let _w = open(d.path());
     let err = Wal::open(d.path(), 1, 1, opts(), clock::system())
         .err()
         .unwrap();
@@ -288,7 +291,7 @@ fn epochs_never_go_back() {
     let rt = rt();
     let d = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let w = Wal::open(d.path(), 1, 1, opts(), clock::system()).unwrap();
+        let w = open(d.path());
         fill(&w, 5, 1).await;
         let e = w
             .append(4 << 16, &[id_advance(IdCategory::Actor, 1)])
