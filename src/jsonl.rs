@@ -24,7 +24,9 @@
 use serde_json::{json, Value};
 
 use crate::epoch;
-use crate::model::{catalog_kind_name, id_category_name, SstLoc, State, ID_CATEGORIES};
+use crate::model::{
+    catalog_kind_name, id_category_name, CatalogObject, SstLoc, SstableInfo, State, ID_CATEGORIES,
+};
 
 pub const FORMAT: &str = "metapitr-jsonl";
 pub const FORMAT_VERSION: u64 = 1;
@@ -196,4 +198,294 @@ pub fn compare(restored: &str, truth: &str) -> Result<Comparison, serde_json::Er
         }
     }
     Ok(c)
+}
+
+/// Why an export line could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number (the header is line 1).
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// Reads an export (as [`write`] produces it) back into a state. Lines other than the
+/// header may come in any order; every invariant [`State::from_proto`] checks is checked.
+pub fn read(r: impl std::io::BufRead) -> Result<State, ParseError> {
+    let mut values = Vec::new();
+    for (i, line) in r.lines().enumerate() {
+        let line = line.map_err(|e| ParseError {
+            line: i + 1,
+            reason: format!("cannot read: {e}"),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line).map_err(|e| ParseError {
+            line: i + 1,
+            reason: format!("not JSON: {e}"),
+        })?;
+        values.push((i + 1, v));
+    }
+    from_lines(values)
+}
+
+/// Builds a state from export lines, each with its line number; the header comes first.
+pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<State, ParseError> {
+    use crate::model::pb;
+    use std::collections::BTreeMap;
+
+    let mut it = lines.into_iter();
+    let (hline, header) = it.next().ok_or(ParseError {
+        line: 1,
+        reason: "empty export: no header line".into(),
+    })?;
+    let h = Line::new(hline, &header);
+    if h.str("format")? != FORMAT {
+        return Err(h.err(format!("format is not {FORMAT}")));
+    }
+    let fv = h.u64("format_version")?;
+    if fv != FORMAT_VERSION {
+        return Err(h.err(format!(
+            "format_version {fv} is not supported (this build reads {FORMAT_VERSION})"
+        )));
+    }
+    let mut m = pb::MetaState {
+        epoch: h.u64("epoch")?,
+        timeline: h.u32("timeline")?,
+        ..Default::default()
+    };
+    let mut hv = pb::HummockVersion::default();
+    let mut groups: BTreeMap<u64, pb::CompactionGroup> = BTreeMap::new();
+    let mut ssts: Vec<(usize, u64, u32, u64, SstableInfo)> = Vec::new();
+    let mut seen_cluster = false;
+    let mut seen_version = false;
+    for (n, v) in it {
+        let l = Line::new(n, &v);
+        let kind = l.str("kind")?;
+        match kind {
+            "cluster" => {
+                m.cluster_id = l.str("cluster_id")?.to_string();
+                seen_cluster = true;
+            }
+            "system_param" => m.system_params.push(pb::SystemParam {
+                name: l.str("name")?.to_string(),
+                value: l.str("value")?.to_string(),
+            }),
+            "worker" => {
+                let t = l.str("worker_type")?;
+                let wt = crate::model::WorkerType::from_str_name(t)
+                    .ok_or_else(|| l.err(format!("unknown worker_type {t}")))?;
+                m.workers.push(crate::model::WorkerNode {
+                    id: l.u32("id")?,
+                    host: l.str("host")?.to_string(),
+                    port: l.u32("port")?,
+                    worker_type: wt as i32,
+                });
+            }
+            "user" => {
+                let auth_info = match v.get("auth_info") {
+                    None | Some(Value::Null) => None,
+                    Some(a) => {
+                        let a = Line::new(n, a);
+                        Some(crate::model::AuthInfo {
+                            encryption_type: a.u32("encryption_type")?,
+                            encrypted_value: a.hex("encrypted_value")?,
+                        })
+                    }
+                };
+                let mut grants = Vec::new();
+                for g in l.array("grants")? {
+                    let g = Line::new(n, g);
+                    let a = g.str("action")?;
+                    let action = crate::model::Action::from_str_name(a)
+                        .ok_or_else(|| g.err(format!("unknown action {a}")))?;
+                    grants.push(crate::model::GrantPrivilege {
+                        object_id: g.u32("object_id")?,
+                        action: action as i32,
+                        with_grant_option: g.bool("with_grant_option")?,
+                        granted_by: g.u32("granted_by")?,
+                    });
+                }
+                m.users.push(crate::model::User {
+                    id: l.u32("id")?,
+                    name: l.str("name")?.to_string(),
+                    is_super: l.bool("is_super")?,
+                    can_create_db: l.bool("can_create_db")?,
+                    can_create_user: l.bool("can_create_user")?,
+                    can_login: l.bool("can_login")?,
+                    auth_info,
+                    grants,
+                });
+            }
+            "id_generator" => {
+                let name = l.str("name")?;
+                let c = crate::model::id_category_from_name(name)
+                    .ok_or_else(|| l.err(format!("unknown id generator {name}")))?;
+                m.id_generators.push(pb::IdGenerator {
+                    category: c as i32,
+                    next: l.u64("value")?,
+                });
+            }
+            "hummock_version" => {
+                hv.id = l.u64("id")?;
+                hv.max_committed_epoch = l.u64("max_committed_epoch")?;
+                hv.safe_epoch = l.u64("safe_epoch")?;
+                seen_version = true;
+            }
+            "compaction_group" => {
+                let id = l.u64("id")?;
+                let g = pb::CompactionGroup {
+                    id,
+                    max_level: l.u32("max_level")?,
+                    member_table_ids: l.u32s("member_table_ids")?,
+                    ..Default::default()
+                };
+                if groups.insert(id, g).is_some() {
+                    return Err(l.err(format!("compaction group {id} appears twice")));
+                }
+            }
+            "table_committed_epoch" => hv.table_committed_epochs.push(pb::TableCommittedEpoch {
+                table_id: l.u32("table_id")?,
+                epoch: l.u64("epoch")?,
+            }),
+            "sst" => {
+                let s = SstableInfo {
+                    object_id: l.u64("object_id")?,
+                    sst_id: l.u64("sst_id")?,
+                    key_range: Some(crate::model::KeyRange {
+                        left: l.hex("key_left")?,
+                        right: l.hex("key_right")?,
+                        right_exclusive: l.bool("right_exclusive")?,
+                    }),
+                    file_size: l.u64("file_size")?,
+                    table_ids: l.u32s("table_ids")?,
+                    min_epoch: l.u64("min_epoch")?,
+                    max_epoch: l.u64("max_epoch")?,
+                };
+                ssts.push((
+                    n,
+                    l.u64("group_id")?,
+                    l.u32("level")?,
+                    l.u64("sub_level_id")?,
+                    s,
+                ));
+            }
+            k => match crate::model::catalog_kind_from_name(k) {
+                Some(ck) => m.catalog.push(CatalogObject {
+                    id: l.u32("id")?,
+                    kind: ck as i32,
+                    name: l.str("name")?.to_string(),
+                    database_id: l.u32("database_id")?,
+                    schema_id: l.u32("schema_id")?,
+                    owner: l.u32("owner")?,
+                    definition: l.str("definition")?.to_string(),
+                    dependencies: l.u32s("dependencies")?,
+                }),
+                None => return Err(l.err(format!("unknown kind {k}"))),
+            },
+        }
+    }
+    if !seen_cluster || !seen_version {
+        return Err(ParseError {
+            line: 0,
+            reason: "incomplete export: the cluster or hummock_version line is missing".into(),
+        });
+    }
+    for (n, gid, level, sub, s) in ssts {
+        let g = groups.get_mut(&gid).ok_or(ParseError {
+            line: n,
+            reason: format!(
+                "sst {} names compaction group {gid}, which has no line",
+                s.sst_id
+            ),
+        })?;
+        if level == 0 {
+            match g.l0_sub_levels.iter_mut().find(|l| l.sub_level_id == sub) {
+                Some(l) => l.ssts.push(s),
+                None => g.l0_sub_levels.push(pb::SubLevel {
+                    sub_level_id: sub,
+                    ssts: vec![s],
+                }),
+            }
+        } else {
+            match g.levels.iter_mut().find(|l| l.level_idx == level) {
+                Some(l) => l.ssts.push(s),
+                None => g.levels.push(pb::Level {
+                    level_idx: level,
+                    ssts: vec![s],
+                }),
+            }
+        }
+    }
+    hv.groups = groups.into_values().collect();
+    m.hummock = Some(hv);
+    State::from_proto(m).map_err(|e| ParseError {
+        line: 0,
+        reason: format!("the export is not a consistent state: {e}"),
+    })
+}
+
+/// Typed field access on one export line, with errors naming the line and field.
+struct Line<'a> {
+    n: usize,
+    v: &'a Value,
+}
+
+impl<'a> Line<'a> {
+    fn new(n: usize, v: &'a Value) -> Self {
+        Line { n, v }
+    }
+    fn err(&self, reason: String) -> ParseError {
+        ParseError {
+            line: self.n,
+            reason,
+        }
+    }
+    fn field(&self, k: &str) -> Result<&'a Value, ParseError> {
+        self.v
+            .get(k)
+            .ok_or_else(|| self.err(format!("field {k} is missing")))
+    }
+    fn str(&self, k: &str) -> Result<&'a str, ParseError> {
+        self.field(k)?
+            .as_str()
+            .ok_or_else(|| self.err(format!("field {k} is not a string")))
+    }
+    fn u64(&self, k: &str) -> Result<u64, ParseError> {
+        self.field(k)?
+            .as_u64()
+            .ok_or_else(|| self.err(format!("field {k} is not an unsigned integer")))
+    }
+    fn u32(&self, k: &str) -> Result<u32, ParseError> {
+        u32::try_from(self.u64(k)?).map_err(|_| self.err(format!("field {k} exceeds 32 bits")))
+    }
+    fn bool(&self, k: &str) -> Result<bool, ParseError> {
+        self.field(k)?
+            .as_bool()
+            .ok_or_else(|| self.err(format!("field {k} is not a boolean")))
+    }
+    fn hex(&self, k: &str) -> Result<Vec<u8>, ParseError> {
+        hex::decode(self.str(k)?).map_err(|e| self.err(format!("field {k} is not hex: {e}")))
+    }
+    fn array(&self, k: &str) -> Result<&'a Vec<Value>, ParseError> {
+        self.field(k)?
+            .as_array()
+            .ok_or_else(|| self.err(format!("field {k} is not an array")))
+    }
+    fn u32s(&self, k: &str) -> Result<Vec<u32>, ParseError> {
+        self.array(k)?
+            .iter()
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or_else(|| self.err(format!("field {k} holds a non-u32 value")))
+            })
+            .collect()
+    }
 }
