@@ -67,7 +67,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("object store, {op} {key}: {source}")]
+    #[error("object store, {op} {key}: {source}{}", object_store_hint(source))]
     ObjectStore {
         op: &'static str,
         key: String,
@@ -83,6 +83,16 @@ pub enum Error {
 
     #[error("target epoch {requested} is outside what the repo can restore; restorable: {ranges}")]
     OutOfRange { requested: String, ranges: String },
+
+    /// A meta store (etcd, PostgreSQL, SQLite, ...) refused or failed a request. `kind` says
+    /// what to do: Unavailable (unreachable, retry), InvalidInput (credentials, bad URL),
+    /// Corruption (what it holds does not read back as a state).
+    #[error("meta store {store}: {reason}")]
+    MetaStore {
+        store: String,
+        reason: String,
+        kind: ErrorKind,
+    },
 
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
     TargetNotEmpty(String),
@@ -111,8 +121,13 @@ impl Error {
                 | object_store::Error::Precondition { .. } => ErrorKind::Fenced,
                 object_store::Error::Unauthenticated { .. }
                 | object_store::Error::PermissionDenied { .. } => ErrorKind::InvalidInput,
-                _ => ErrorKind::Unavailable,
+                e => match http_status(e) {
+                    Some(400 | 401 | 403) => ErrorKind::InvalidInput,
+                    Some(404) => ErrorKind::NotFound,
+                    _ => ErrorKind::Unavailable,
+                },
             },
+            Error::MetaStore { kind, .. } => *kind,
             Error::Poisoned(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -132,11 +147,55 @@ impl Error {
         }
     }
 
+    pub(crate) fn meta_store(
+        store: impl ToString,
+        kind: ErrorKind,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::MetaStore {
+            store: store.to_string(),
+            reason: reason.into(),
+            kind,
+        }
+    }
+
     pub(crate) fn store(op: &'static str, key: impl ToString, source: object_store::Error) -> Self {
         Error::ObjectStore {
             op,
             key: key.to_string(),
             source,
         }
+    }
+}
+
+/// The HTTP status an object-store error carries, when the store reports one only in its
+/// message (object_store classifies some failed requests, such as LIST, as generic).
+fn http_status(e: &object_store::Error) -> Option<u16> {
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// What to do about an object-store error, appended to its message.
+fn object_store_hint(e: &object_store::Error) -> &'static str {
+    let status = match e {
+        object_store::Error::Unauthenticated { .. } => Some(401),
+        object_store::Error::PermissionDenied { .. } => Some(403),
+        e => http_status(e),
+    };
+    match status {
+        Some(401 | 403) => {
+            "; check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+             [backup.s3] in metapitr.toml) and that they may use this bucket"
+        }
+        Some(404) if e.to_string().contains("NoSuchBucket") => {
+            "; the bucket does not exist: create it or fix the storage URL"
+        }
+        _ => "",
     }
 }

@@ -1,0 +1,307 @@
+//! Meta stores a restore writes into, and an export reads back from.
+//!
+//! - `dir:PATH`: a native meta store directory (a `CHECKPOINT` of the state plus an empty
+//!   WAL) that [`crate::recorder::Recorder`] opens to go on recording;
+//! - `jsonl:PATH` / `jsonl:-`: the JSONL export ([`crate::jsonl`]) to a file or stdout;
+//! - `sqlite:PATH`: the SQL schema of [`sql`] in a SQLite file;
+//! - `postgres://USER:PASSWORD@HOST:PORT/DB`: the same schema in PostgreSQL;
+//! - `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`: one key per export line ([`etcd`]).
+//!
+//! Every store writes a whole state or nothing a reader mistakes for one, refuses to
+//! overwrite what it holds unless forced, and reads back the state it was given, so
+//! export → import → export gives the same bytes through any of them.
+
+pub mod etcd;
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::State;
+use crate::snapshot;
+
+pub use etcd::{EtcdCredentials, EtcdTarget};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetStore {
+    Dir(PathBuf),
+    Jsonl(PathBuf),
+    Stdout,
+    Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) connection URL.
+    Postgres(String),
+    Etcd(EtcdTarget),
+}
+
+impl std::fmt::Display for TargetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetStore::Dir(p) => write!(f, "dir:{}", p.display()),
+            TargetStore::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            TargetStore::Stdout => write!(f, "jsonl:-"),
+            TargetStore::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            TargetStore::Postgres(u) => f.write_str(&postgres::redact(u)),
+            TargetStore::Etcd(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for TargetStore {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "target store '{s}' is not understood; use dir:PATH, jsonl:PATH, jsonl:-, \
+                 sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB or \
+                 etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"
+            ))
+        };
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(TargetStore::Postgres(s.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("etcd://") {
+            return Ok(TargetStore::Etcd(EtcdTarget::parse(rest)?));
+        }
+        let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        match scheme {
+            "dir" => Ok(TargetStore::Dir(rest.into())),
+            "jsonl" if rest == "-" => Ok(TargetStore::Stdout),
+            "jsonl" => Ok(TargetStore::Jsonl(rest.into())),
+            "sqlite" => Ok(TargetStore::Sqlite(rest.into())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Builds a state from export lines read back out of `store`; what does not read back is
+/// corruption of the store.
+pub(crate) fn state_from_lines(store: &str, lines: Vec<serde_json::Value>) -> Result<State> {
+    crate::jsonl::from_lines(lines.into_iter().enumerate().map(|(i, v)| (i + 1, v))).map_err(|e| {
+        Error::meta_store(
+            store,
+            ErrorKind::Corruption,
+            format!("what it holds is not a state ({e}); restore into it again with --force"),
+        )
+    })
+}
+
+/// The state a native meta store directory (CHECKPOINT plus WAL) holds, read without
+/// taking its lock or changing it: the checkpoint with every complete local batch after it
+/// whose epoch is at most `at_epoch` (default: all). Records the archiver already shipped
+/// and deleted are not here; read those from the repo.
+pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
+    if !dir.is_dir() {
+        return Err(Error::NotFound(format!(
+            "WAL directory {} does not exist",
+            dir.display()
+        )));
+    }
+    let mut state = snapshot::read_checkpoint(dir)?.unwrap_or_else(|| State::new(1));
+    if let Some(e) = at_epoch.filter(|e| *e < state.epoch) {
+        return Err(Error::OutOfRange {
+            requested: e.to_string(),
+            ranges: format!(
+                "{} holds epochs from its checkpoint at {} on; export earlier epochs from the repo",
+                dir.display(),
+                state.epoch
+            ),
+        });
+    }
+    let base = state.lsn;
+    for r in crate::wal::read_local_records(dir, base)? {
+        if at_epoch.is_some_and(|e| r.epoch > e) {
+            break;
+        }
+        if r.lsn != state.lsn + 1 {
+            return Err(Error::NotFound(format!(
+                "{}: records {}..{} were archived and removed locally; export from the repo \
+                 (--repo) instead",
+                dir.display(),
+                state.lsn + 1,
+                r.lsn - 1
+            )));
+        }
+        r.apply_to(&mut state)?;
+    }
+    if let Some(e) = at_epoch {
+        state.epoch = e;
+    }
+    Ok(state)
+}
+
+impl TargetStore {
+    /// Sets the credentials of an etcd target (other targets ignore them).
+    pub fn with_etcd_auth(mut self, auth: Option<EtcdCredentials>) -> Self {
+        if let TargetStore::Etcd(e) = &mut self {
+            e.auth = auth;
+        }
+        self
+    }
+
+    /// Whether the target holds anything a restore would overwrite.
+    pub async fn is_empty(&self) -> Result<bool> {
+        match self {
+            TargetStore::Dir(p) => match std::fs::read_dir(p) {
+                Ok(mut rd) => Ok(rd.next().is_none()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(Error::io(p, e)),
+            },
+            TargetStore::Jsonl(p) => match std::fs::metadata(p) {
+                Ok(m) => Ok(m.len() == 0),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(Error::io(p, e)),
+            },
+            TargetStore::Stdout => Ok(true),
+            TargetStore::Sqlite(p) => sqlite::is_empty(p).await,
+            TargetStore::Postgres(u) => postgres::is_empty(u).await,
+            TargetStore::Etcd(e) => e.is_empty().await,
+        }
+    }
+
+    /// Writes a state into the target. A non-empty target is refused unless `force`, in
+    /// which case what it holds is replaced.
+    pub async fn write(&self, state: &State, force: bool) -> Result<()> {
+        match self {
+            TargetStore::Sqlite(p) => return sqlite::write(p, state, force).await,
+            TargetStore::Postgres(u) => return postgres::write(u, state, force).await,
+            _ => {}
+        }
+        if !self.is_empty().await? {
+            if !force {
+                return Err(Error::TargetNotEmpty(self.to_string()));
+            }
+            self.clear().await?;
+        }
+        match self {
+            TargetStore::Dir(p) => {
+                let _lock = crate::wal::lock_dir(p)?;
+                snapshot::write_checkpoint(p, state)
+            }
+            TargetStore::Jsonl(p) => write_jsonl_file(p, state),
+            TargetStore::Stdout => {
+                let out = std::io::stdout();
+                let mut lock = std::io::BufWriter::new(out.lock());
+                crate::jsonl::write(state, &mut lock).map_err(|e| Error::io("<stdout>", e))
+            }
+            TargetStore::Etcd(e) => e.write(&crate::jsonl::lines(state)).await,
+            TargetStore::Sqlite(_) | TargetStore::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Removes what the target holds.
+    async fn clear(&self) -> Result<()> {
+        match self {
+            TargetStore::Dir(p) => {
+                // Refuse to clear a directory a live writer holds.
+                let lock = crate::wal::lock_dir(p)?;
+                for ent in std::fs::read_dir(p).map_err(|e| Error::io(p, e))? {
+                    let ent = ent.map_err(|e| Error::io(p, e))?;
+                    if ent.file_name() == crate::wal::LOCK_FILE {
+                        continue;
+                    }
+                    let path = ent.path();
+                    let r = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    r.map_err(|e| Error::io(&path, e))?;
+                }
+                drop(lock);
+                Ok(())
+            }
+            TargetStore::Jsonl(p) => std::fs::remove_file(p).map_err(|e| Error::io(p, e)),
+            TargetStore::Stdout => Ok(()),
+            TargetStore::Sqlite(p) => sqlite::clear(p).await,
+            TargetStore::Postgres(u) => postgres::clear(u).await,
+            TargetStore::Etcd(e) => e.clear().await,
+        }
+    }
+
+    /// Reads back the state the target holds.
+    pub async fn read(&self) -> Result<State> {
+        match self {
+            TargetStore::Dir(p) => read_wal_dir(p, None),
+            TargetStore::Jsonl(p) => {
+                let f = std::fs::File::open(p).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        Error::NotFound(format!("export file {} does not exist", p.display()))
+                    }
+                    _ => Error::io(p, e),
+                })?;
+                crate::jsonl::read(std::io::BufReader::new(f))
+                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", p.display())))
+            }
+            TargetStore::Stdout => crate::jsonl::read(std::io::stdin().lock())
+                .map_err(|e| Error::InvalidInput(format!("<stdin>: {e}"))),
+            TargetStore::Sqlite(p) => sqlite::read(p).await,
+            TargetStore::Postgres(u) => postgres::read(u).await,
+            TargetStore::Etcd(e) => state_from_lines(&e.to_string(), e.read().await?),
+        }
+    }
+}
+
+/// Writes the export to a temporary file, syncs it and renames it into place.
+fn write_jsonl_file(p: &Path, state: &State) -> Result<()> {
+    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = p.with_extension("jsonl.tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = std::io::BufWriter::new(f);
+    crate::jsonl::write(state, &mut w).map_err(|e| Error::io(&tmp, e))?;
+    w.into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?
+        .sync_all()
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, p).map_err(|e| Error::io(p, e))
+}
+
+/// Re-initialises cluster membership for a new cluster, as `databend-metactl import
+/// --id N --initial-cluster ...` does: the meta nodes the state lists are replaced by
+/// `nodes`, and `id` (which must be one of them) is recorded as the `meta_node_id` system
+/// parameter, the node this store belongs to.
+pub fn reinitialize_cluster(
+    state: &mut State,
+    id: u32,
+    nodes: Vec<crate::model::WorkerNode>,
+) -> Result<()> {
+    use crate::model::WorkerType;
+    if !nodes.iter().any(|n| n.id == id) {
+        return Err(Error::InvalidInput(format!(
+            "--id {id} is not one of the --initial-cluster nodes ({})",
+            nodes
+                .iter()
+                .map(|n| n.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for n in &nodes {
+        if let Some(w) = state.workers.get(&n.id) {
+            if w.worker_type() != WorkerType::Meta {
+                return Err(Error::InvalidInput(format!(
+                    "--initial-cluster node {} has the id of a {} worker ({}:{}); choose \
+                     another id",
+                    n.id,
+                    w.worker_type().as_str_name(),
+                    w.host,
+                    w.port
+                )));
+            }
+        }
+    }
+    state
+        .workers
+        .retain(|_, w| w.worker_type() != WorkerType::Meta);
+    for n in nodes {
+        state.workers.insert(n.id, n);
+    }
+    state.params.insert("meta_node_id".into(), id.to_string());
+    Ok(())
+}
