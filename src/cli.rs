@@ -12,10 +12,11 @@ use crate::clock;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repo;
+use crate::repo::RepoLocation;
 use crate::restore::{self, Target};
 use crate::sim::{self, RunOptions, SimConfig, TruthOptions};
 use crate::snapshot;
-use crate::store::TargetStore;
+use crate::store::{EtcdCredentials, TargetStore};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,11 +29,73 @@ pub struct Cli {
     pub cmd: Command,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RepoArg {
-    /// The repo: file:///dir (or a path), s3://bucket/prefix, memory://.
-    #[arg(long, env = "METAPITR_REPO")]
-    pub repo: String,
+    /// The repo's storage URL: s3://bucket[/prefix], file:///dir (or a path), memory://.
+    /// Default: [backup] storage_url in the config file.
+    #[arg(long, visible_alias = "backup-storage-url", env = "METAPITR_REPO")]
+    pub repo: Option<String>,
+    /// A directory inside the storage URL. Default: [backup] storage_directory.
+    #[arg(
+        long = "backup-storage-directory",
+        env = "METAPITR_BACKUP_STORAGE_DIRECTORY"
+    )]
+    pub repo_directory: Option<String>,
+    /// Settings file (default: ./metapitr.toml when it exists).
+    #[arg(long, env = "METAPITR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl RepoArg {
+    /// The repo location: flags and environment first, then the config file.
+    pub fn location(&self) -> Result<RepoLocation> {
+        let cfg = crate::config::load(self.config.as_deref())?;
+        let url = self
+            .repo
+            .clone()
+            .or(cfg.backup.storage_url)
+            .ok_or_else(|| {
+                Error::InvalidInput(
+                    "no repo given: pass --repo URL (or --backup-storage-url), set METAPITR_REPO, \
+                     or set [backup] storage_url in metapitr.toml"
+                        .into(),
+                )
+            })?;
+        Ok(RepoLocation {
+            url,
+            directory: self.repo_directory.clone().or(cfg.backup.storage_directory),
+            s3: cfg.backup.s3,
+        })
+    }
+}
+
+/// Credentials for an etcd target with authentication enabled (as risectl restore-meta).
+#[derive(Args, Debug, Clone, Default)]
+pub struct EtcdAuthArg {
+    /// The etcd target has authentication enabled.
+    #[arg(long, requires_all = ["etcd_username", "etcd_password"])]
+    pub etcd_auth: bool,
+    #[arg(long, env = "METAPITR_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    #[arg(long, env = "METAPITR_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+}
+
+impl EtcdAuthArg {
+    fn credentials(&self) -> Option<EtcdCredentials> {
+        match (self.etcd_auth, &self.etcd_username, &self.etcd_password) {
+            (true, Some(u), Some(p)) => Some(EtcdCredentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Parses a store argument and attaches the credentials.
+    fn store(&self, s: &str) -> Result<TargetStore> {
+        Ok(s.parse::<TargetStore>()?.with_etcd_auth(self.credentials()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,21 +127,52 @@ pub enum Command {
     },
     /// Restore the metadata as of an epoch into a fresh meta store.
     Restore(RestoreArgs),
-    /// Write the metadata as of an epoch as JSONL.
+    /// Write the metadata as JSONL: from the repo at an epoch (default), from a WAL
+    /// directory offline (--wal-dir), or read back from any meta store (--from-store).
+    #[command(group(clap::ArgGroup::new("source").args(["wal_dir", "from_store"])))]
     Export {
         #[command(flatten)]
         repo: RepoArg,
-        /// An epoch or an RFC 3339 time.
-        #[arg(long)]
-        at_epoch: String,
-        #[arg(long)]
+        /// An epoch or an RFC 3339 time (default: the newest; with --from-store, not used).
+        #[arg(long, conflicts_with = "from_store")]
+        at_epoch: Option<String>,
+        #[arg(long, conflicts_with_all = ["wal_dir", "from_store"])]
         timeline: Option<u32>,
+        /// Read a native meta store directory (CHECKPOINT + WAL) instead of the repo.
+        #[arg(long)]
+        wal_dir: Option<PathBuf>,
+        /// Read back a meta store: dir:PATH, jsonl:PATH, sqlite:PATH, postgres://..., etcd://...
+        #[arg(long)]
+        from_store: Option<String>,
+        #[command(flatten)]
+        etcd: EtcdAuthArg,
         /// Output file (stdout by default).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
         /// Overwrite a non-empty output file.
         #[arg(long)]
         force: bool,
+    },
+    /// Load a JSONL export into a meta store (as databend-metactl import).
+    Import {
+        /// The export to load; - for stdin.
+        #[arg(long, default_value = "-")]
+        from: String,
+        /// dir:PATH, jsonl:PATH, sqlite:PATH, postgres://..., etcd://...
+        #[arg(long)]
+        target_store: String,
+        #[command(flatten)]
+        etcd: EtcdAuthArg,
+        /// Clear a non-empty target first.
+        #[arg(long)]
+        force: bool,
+        /// This meta node's id in the new cluster (with --initial-cluster).
+        #[arg(long, requires = "initial_cluster")]
+        id: Option<u32>,
+        /// A meta node of the new cluster, ID=HOST:PORT; repeat for each. Replaces the
+        /// meta nodes the export lists.
+        #[arg(long, requires = "id")]
+        initial_cluster: Vec<String>,
     },
     /// Run the meta-service simulator with continuous archiving.
     Simulate(SimulateArgs),
@@ -131,9 +225,6 @@ pub enum RetentionCmd {
         /// Keep every epoch from the newest N snapshots on.
         #[arg(long)]
         keep_last: Option<u32>,
-        /// A metapitr.toml with a [retention] section (default ./metapitr.toml if present).
-        #[arg(long)]
-        config: Option<PathBuf>,
         #[arg(long)]
         dry_run: bool,
         /// Allow a policy that keeps less than the one last applied.
@@ -201,9 +292,12 @@ pub struct RestoreArgs {
     pub snapshot_id: Option<u64>,
     #[arg(long)]
     pub latest: bool,
-    /// dir:PATH, jsonl:PATH or jsonl:-
+    /// dir:PATH, jsonl:PATH, jsonl:-, sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB
+    /// or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]
     #[arg(long)]
     pub target_store: String,
+    #[command(flatten)]
+    pub etcd: EtcdAuthArg,
     #[arg(long)]
     pub timeline: Option<u32>,
     /// Print the plan and write nothing.
@@ -212,13 +306,21 @@ pub struct RestoreArgs {
     /// Overwrite a non-empty target; restore a target older than the retention window.
     #[arg(long)]
     pub force: bool,
-    /// The Hummock object storage the cluster uses (e.g. s3://state-bucket/hummock_001);
-    /// the restored version is written there as its checkpoint.
-    #[arg(long)]
-    pub hummock_storage: Option<String>,
-    /// Check that every SST object the restored version references exists in
-    /// --hummock-storage.
-    #[arg(long, requires = "hummock_storage")]
+    /// The Hummock object storage the cluster uses (e.g. s3://state-bucket); the restored
+    /// version is written there as its checkpoint. It must be the storage the metadata was
+    /// recorded against (its state_store parameter without `hummock+`).
+    #[arg(long, visible_alias = "hummock-storage")]
+    pub hummock_storage_url: Option<String>,
+    /// A directory inside --hummock-storage-url (the data_directory parameter).
+    #[arg(long, requires = "hummock_storage_url")]
+    pub hummock_storage_directory: Option<String>,
+    /// Restore against a Hummock storage other than the one recorded (after copying the
+    /// SSTs there): the restored state_store and data_directory point at it.
+    #[arg(long, requires = "hummock_storage_url")]
+    pub overwrite_hummock_storage_endpoint: bool,
+    /// Check that every SST object the restored version references exists in the
+    /// Hummock storage.
+    #[arg(long, requires = "hummock_storage_url")]
     pub validate_integrity: bool,
 }
 
@@ -296,7 +398,38 @@ pub fn main() -> ExitCode {
 }
 
 fn open_repo(r: &RepoArg) -> Result<Repo> {
-    Repo::open(&r.repo, clock::system())
+    Repo::open_location(&r.location()?, clock::system())
+}
+
+/// `--initial-cluster ID=HOST:PORT` values as meta nodes.
+fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNode>> {
+    let mut nodes: Vec<crate::model::WorkerNode> = Vec::new();
+    for v in values {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "--initial-cluster {v}: expected ID=HOST:PORT, e.g. 1=127.0.0.1:5690"
+            ))
+        };
+        let (id, addr) = v.split_once('=').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let id: u32 = id.trim().parse().map_err(|_| bad())?;
+        let port: u32 = port.parse::<u16>().map_err(|_| bad())?.into();
+        if host.is_empty() {
+            return Err(bad());
+        }
+        if nodes.iter().any(|n| n.id == id) {
+            return Err(Error::InvalidInput(format!(
+                "--initial-cluster names node {id} twice"
+            )));
+        }
+        nodes.push(crate::model::WorkerNode {
+            id,
+            host: host.to_string(),
+            port,
+            worker_type: crate::model::WorkerType::Meta as i32,
+        });
+    }
+    Ok(nodes)
 }
 
 fn out(s: impl AsRef<str>) -> Result<()> {
@@ -376,18 +509,67 @@ pub async fn run(cli: Cli) -> Result<()> {
             repo,
             at_epoch,
             timeline,
+            wal_dir,
+            from_store,
+            etcd,
             output,
             force,
         } => {
-            let repo = open_repo(&repo)?;
-            let e = epoch::parse_epoch_or_time(&at_epoch)?;
-            let (_, state) = restore::materialize(&repo, timeline, Target::Epoch(e)).await?;
+            let at = at_epoch
+                .as_deref()
+                .map(epoch::parse_epoch_or_time)
+                .transpose()?;
+            let state = if let Some(dir) = wal_dir {
+                crate::store::read_wal_dir(&dir, at)?
+            } else if let Some(s) = from_store {
+                etcd.store(&s)?.read().await?
+            } else {
+                let repo = open_repo(&repo)?;
+                let target = at.map_or(Target::Latest, Target::Epoch);
+                restore::materialize(&repo, timeline, target).await?.1
+            };
             let target = match output {
                 Some(p) => TargetStore::Jsonl(p),
                 None => TargetStore::Stdout,
             };
-            target.prepare(force)?;
-            target.write(&state)
+            target.write(&state, force).await
+        }
+        Command::Import {
+            from,
+            target_store,
+            etcd,
+            force,
+            id,
+            initial_cluster,
+        } => {
+            let source = if from == "-" {
+                TargetStore::Stdout
+            } else {
+                TargetStore::Jsonl(from.into())
+            };
+            let store = etcd.store(&target_store)?;
+            if store == source {
+                return Err(Error::InvalidInput(
+                    "--from and --target-store name the same file".into(),
+                ));
+            }
+            if !force && !store.is_empty().await? {
+                return Err(Error::TargetNotEmpty(store.to_string()));
+            }
+            let mut state = source.read().await?;
+            if let Some(id) = id {
+                let nodes = parse_initial_cluster(&initial_cluster)?;
+                crate::store::reinitialize_cluster(&mut state, id, nodes)?;
+            }
+            store.write(&state, force).await?;
+            out(format!(
+                "imported epoch {} ({} UTC) into {store}: {} catalog objects, {} users, {} SSTs",
+                state.epoch,
+                epoch::format(state.epoch),
+                state.catalog.len(),
+                state.users.len(),
+                state.hummock.sst_count()
+            ))
         }
         Command::Simulate(a) => {
             let opts = RunOptions {
@@ -431,7 +613,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let t = Instant::now();
-            let r = sim::run(&a.repo.repo, &a.wal_dir, opts).await?;
+            let r = sim::run(a.repo.location()?, &a.wal_dir, opts).await?;
             if r.objects_written > 0 {
                 out(format!(
                     "hummock storage: {} SST objects written, {} vacuumed; retention moved the window {} times, now from {}",
@@ -515,16 +697,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Retention {
             cmd:
                 RetentionCmd::Apply {
-                    repo,
+                    repo: repo_arg,
                     window,
                     keep_last,
-                    config,
                     dry_run,
                     force,
                 },
         } => {
-            let repo = open_repo(&repo)?;
-            let mut policy = crate::config::load(config.as_deref())?.retention_policy()?;
+            let repo = open_repo(&repo_arg)?;
+            let mut policy = crate::config::load(repo_arg.config.as_deref())?.retention_policy()?;
             if let Some(w) = window {
                 policy.window_ms = Some(crate::retention::Policy::parse_window(&w)?);
             }
@@ -684,8 +865,8 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
     } else {
         Target::Latest
     };
-    let store: TargetStore = a.target_store.parse()?;
-    if !a.force && !store.is_empty()? {
+    let store = a.etcd.store(&a.target_store)?;
+    if !a.force && !store.is_empty().await? {
         return Err(Error::TargetNotEmpty(store.to_string()));
     }
     let t = Instant::now();
@@ -703,8 +884,11 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
     if !a.force {
         restore::check_window(&m, &plan)?;
     }
-    let hummock = a
-        .hummock_storage
+    let hummock_location = a
+        .hummock_storage_url
+        .as_deref()
+        .map(|u| crate::repo::join_location(u, a.hummock_storage_directory.as_deref()));
+    let hummock = hummock_location
         .as_deref()
         .map(|u| Repo::open(u, clock::system()))
         .transpose()?;
@@ -712,7 +896,10 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         say("dry run: nothing written".into());
         return Ok(());
     }
-    let state = restore::execute(&repo, &plan).await?;
+    let mut state = restore::execute(&repo, &plan).await?;
+    if let Some(loc) = &hummock_location {
+        crate::hummock::guard_storage(&mut state, loc, a.overwrite_hummock_storage_endpoint)?;
+    }
     if let (Some(h), true) = (&hummock, a.validate_integrity) {
         let n = crate::hummock::validate_integrity(h, &state).await?;
         say(format!(
@@ -720,8 +907,7 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
             h.url()
         ));
     }
-    store.prepare(a.force)?;
-    store.write(&state)?;
+    store.write(&state, a.force).await?;
     if let Some(h) = &hummock {
         crate::hummock::write_checkpoint(h, &state).await?;
         say(format!(

@@ -1,6 +1,17 @@
 //! `metapitr.toml`: settings read from a file. Flags override it.
 //!
 //! ```toml
+//! [backup]
+//! storage_url = "s3://backup-bucket"   # the repo (default: none; --repo overrides)
+//! storage_directory = "backup"         # a directory inside it (default: none)
+//!
+//! [backup.s3]                          # every key optional; unset ones come from AWS_*
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! access_key_id = "..."
+//! secret_access_key = "..."
+//! allow_http = true
+//!
 //! [retention]
 //! window = "7d"      # every epoch this far back stays restorable (default: none)
 //! keep_last = 4      # ... and every epoch from the newest 4 snapshots on (default: none)
@@ -11,6 +22,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::repo::S3Options;
 use crate::retention::Policy;
 
 pub const DEFAULT_FILE: &str = "metapitr.toml";
@@ -19,7 +31,18 @@ pub const DEFAULT_FILE: &str = "metapitr.toml";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
+    pub backup: BackupConfig,
+    #[serde(default)]
     pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    pub storage_url: Option<String>,
+    pub storage_directory: Option<String>,
+    #[serde(default)]
+    pub s3: S3Options,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -74,3 +74,62 @@ pub async fn write_checkpoint(storage: &Repo, state: &State) -> Result<()> {
     let z = codec::compress(&payload)?;
     storage.put_overwrite(CHECKPOINT_KEY, Bytes::from(z)).await
 }
+
+/// Splits a storage URL into its base and last path segment, the way a meta service keeps
+/// it in `state_store` (`hummock+` base) and `data_directory`:
+/// `s3://bucket/hummock_001` → (`s3://bucket`, `hummock_001`). A URL with no path after
+/// its host or bucket has an empty directory.
+pub fn split_location(url: &str) -> (&str, &str) {
+    let url = url.trim_end_matches('/');
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].rfind('/') {
+        Some(i) if after_scheme + i > after_scheme => {
+            (&url[..after_scheme + i], &url[after_scheme + i + 1..])
+        }
+        _ => (url, ""),
+    }
+}
+
+/// The Hummock storage a state was recorded against, from its `state_store` and
+/// `data_directory` system parameters, as one URL (None: the parameters are not set).
+pub fn recorded_location(state: &State) -> Option<String> {
+    let store = state.params.get("state_store")?;
+    let base = store.strip_prefix("hummock+").unwrap_or(store);
+    let dir = state.params.get("data_directory").map(String::as_str);
+    Some(crate::repo::join_location(base, dir))
+}
+
+/// Compares two storage locations, ignoring a trailing `/`.
+fn same_location(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The storage guard of a restore: the Hummock storage given (`location`, URL with the
+/// directory joined) must be the one the restored metadata was recorded against, since a
+/// restore copies no SSTs. With `overwrite`, the restored metadata is pointed at the given
+/// storage instead (its `state_store` and `data_directory` parameters are rewritten), as
+/// after copying the SSTs there.
+pub fn guard_storage(state: &mut State, location: &str, overwrite: bool) -> Result<()> {
+    let recorded = recorded_location(state);
+    if recorded
+        .as_deref()
+        .is_some_and(|r| same_location(r, location))
+    {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(Error::InvalidInput(format!(
+            "the restored metadata was recorded against Hummock storage {}, not {location}; \
+             a restore copies no SSTs, so give the cluster's own storage \
+             (--hummock-storage-url/--hummock-storage-directory), or pass \
+             --overwrite-hummock-storage-endpoint if its SSTs were copied to {location}",
+            recorded.as_deref().unwrap_or("(none recorded)")
+        )));
+    }
+    let (base, dir) = split_location(location);
+    state
+        .params
+        .insert("state_store".into(), format!("hummock+{base}"));
+    state.params.insert("data_directory".into(), dir.into());
+    Ok(())
+}

@@ -112,42 +112,145 @@ pub fn snapshot_entry_key(s: &SnapshotEntry) -> String {
     snapshot_key(s.timeline, s.lsn, s.max_committed_epoch)
 }
 
+/// S3 settings for a repo. Every unset one comes from the standard AWS environment
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// e.g. `http://127.0.0.1:9000` for an S3-compatible server. Default: AWS.
+    pub endpoint: Option<String>,
+    /// Default: AWS_REGION, else `us-east-1`.
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow `http://` endpoints. Default: false.
+    pub allow_http: Option<bool>,
+}
+
+/// Where a repo lives: a storage URL and a directory inside it, as a meta service's
+/// `backup_storage_url` and `backup_storage_directory`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoLocation {
+    /// `s3://bucket[/prefix]`, `file:///abs/dir` (or a plain path) or `memory://`.
+    pub url: String,
+    /// A directory inside `url`. Default: none (the URL itself).
+    pub directory: Option<String>,
+    pub s3: S3Options,
+}
+
+impl RepoLocation {
+    pub fn new(url: impl Into<String>) -> Self {
+        RepoLocation {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The URL with the directory joined to it.
+    pub fn joined(&self) -> String {
+        join_location(&self.url, self.directory.as_deref())
+    }
+}
+
+impl From<&str> for RepoLocation {
+    fn from(url: &str) -> Self {
+        RepoLocation::new(url)
+    }
+}
+
+impl From<&String> for RepoLocation {
+    fn from(url: &String) -> Self {
+        RepoLocation::new(url.as_str())
+    }
+}
+
+/// `url` and `directory` as one URL (`s3://b` + `backup` = `s3://b/backup`).
+pub fn join_location(url: &str, directory: Option<&str>) -> String {
+    match directory
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty())
+    {
+        Some(d) => format!("{}/{d}", url.trim_end_matches('/')),
+        None => url.to_string(),
+    }
+}
+
 impl Repo {
     /// Opens a repo from a URL: `file:///abs/dir` (or a plain path), `s3://bucket/prefix`
     /// (credentials and endpoint from the standard AWS environment: AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP), or `memory://`
     /// (a fresh, process-local store, for tests).
     pub fn open(url: &str, clock: SharedClock) -> Result<Repo> {
-        let (store, root): (Arc<dyn ObjectStore>, Path) = if url.starts_with("memory://") {
-            (
-                Arc::new(object_store::memory::InMemory::new()),
-                Path::default(),
-            )
-        } else if let Some(bucket_path) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = bucket_path.split_once('/').unwrap_or((bucket_path, ""));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
-                .build()
-                .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
-            (Arc::new(s3), Path::from(prefix.trim_matches('/')))
-        } else {
-            let dir = match url.strip_prefix("file://") {
-                Some(p) => p.to_string(),
-                None if !url.contains("://") => url.to_string(),
-                None => {
+        Repo::open_location(&RepoLocation::new(url), clock)
+    }
+
+    /// Opens the repo at a location. A `file://` repo's URL is made absolute, so that the
+    /// same directory always has the same URL.
+    pub fn open_location(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
+        let url = loc.joined();
+        let url = url.as_str();
+        let (store, root, url): (Arc<dyn ObjectStore>, Path, String) =
+            if url.starts_with("memory://") {
+                (
+                    Arc::new(object_store::memory::InMemory::new()),
+                    Path::default(),
+                    url.to_string(),
+                )
+            } else if let Some(bucket_path) = url.strip_prefix("s3://") {
+                let (bucket, prefix) = bucket_path.split_once('/').unwrap_or((bucket_path, ""));
+                if bucket.is_empty() {
                     return Err(Error::InvalidInput(format!(
-                        "repo URL {url} has an unknown scheme; use file://, s3:// or memory://"
-                    )))
+                        "repo {url} names no bucket; use s3://BUCKET[/PREFIX]"
+                    )));
                 }
+                let o = &loc.s3;
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+                if let Some(e) = &o.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = &o.region {
+                    b = b.with_region(r);
+                }
+                if let Some(k) = &o.access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(k) = &o.secret_access_key {
+                    b = b.with_secret_access_key(k);
+                }
+                if let Some(h) = o.allow_http {
+                    b = b.with_allow_http(h);
+                }
+                let s3 = b
+                    .build()
+                    .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
+                (
+                    Arc::new(s3),
+                    Path::from(prefix.trim_matches('/')),
+                    url.to_string(),
+                )
+            } else {
+                let dir = match url.strip_prefix("file://") {
+                    Some(p) => p.to_string(),
+                    None if !url.contains("://") => url.to_string(),
+                    None => {
+                        return Err(Error::InvalidInput(format!(
+                            "repo URL {url} has an unknown scheme; use file://, s3:// or memory://"
+                        )))
+                    }
+                };
+                let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
+                (
+                    Arc::new(fs),
+                    Path::default(),
+                    format!("file://{}", dir.display()),
+                )
             };
-            let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
-            (Arc::new(fs), Path::default())
-        };
-        Ok(Repo::from_store(store, root, url, clock))
+        Ok(Repo::from_store(store, root, &url, clock))
     }
 
     /// A repo over any object store, rooted at `root`.
@@ -211,7 +314,7 @@ impl Repo {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let err = Error::store(op, key, e);
+                    let err = Error::store(op, format!("{}/{key}", self.url), e);
                     if err.kind() != ErrorKind::Unavailable || attempt >= self.retry.attempts {
                         return Err(err);
                     }

@@ -59,6 +59,10 @@ pub struct SimConfig {
     pub target_ssts: usize,
     /// DDL drops more than it creates above this many catalog objects. Default 2000.
     pub target_catalog: usize,
+    /// The Hummock storage the simulated cluster uses: its `state_store` system
+    /// parameter is `hummock+` this URL's base and `data_directory` its last path segment.
+    /// Default `s3://state-bucket/hummock_001`.
+    pub hummock_location: String,
 }
 
 impl Default for SimConfig {
@@ -72,6 +76,7 @@ impl Default for SimConfig {
             compaction_rate: 0.3,
             target_ssts: 2000,
             target_catalog: 2000,
+            hummock_location: "s3://state-bucket/hummock_001".into(),
         }
     }
 }
@@ -253,11 +258,13 @@ impl Simulator {
             self.rng.random::<u16>()
         );
         out.push(change(Kind::SetClusterId(cluster_id)));
+        let (base, dir) = crate::hummock::split_location(&self.cfg.hummock_location);
+        let state_store = format!("hummock+{base}");
         for (k, v) in [
             ("barrier_interval_ms", "1000"),
             ("checkpoint_frequency", "1"),
-            ("state_store", "hummock+s3://state-bucket"),
-            ("data_directory", "hummock_001"),
+            ("state_store", state_store.as_str()),
+            ("data_directory", dir),
             ("backup_storage_url", "s3://backup-bucket"),
             ("backup_storage_directory", "backup"),
         ] {
@@ -1103,9 +1110,17 @@ impl Vacuum {
 
 /// Runs the simulator into a recorder on `wal_dir` archiving to the repo at `repo_url`.
 /// Continues from what `wal_dir` already holds. The repo uses the simulator's clock.
-pub async fn run(repo_url: &str, wal_dir: &std::path::Path, opts: RunOptions) -> Result<RunReport> {
-    let mut sim = Simulator::new(opts.sim.clone());
-    let repo = Repo::open(repo_url, sim.clock())?.with_writer_id(opts.sim.seed);
+pub async fn run(
+    repo: impl Into<crate::repo::RepoLocation>,
+    wal_dir: &std::path::Path,
+    opts: RunOptions,
+) -> Result<RunReport> {
+    let mut cfg = opts.sim.clone();
+    if let Some(h) = &opts.hummock_storage {
+        cfg.hummock_location = h.url().to_string();
+    }
+    let mut sim = Simulator::new(cfg);
+    let repo = Repo::open_location(&repo.into(), sim.clock())?.with_writer_id(opts.sim.seed);
     run_with_repo(repo, wal_dir, opts, &mut sim).await
 }
 
