@@ -1,34 +1,13 @@
 //! The `metapitr` binary, as an operator runs it.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn metapitr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metapitr"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::bin::{fails, metapitr, ok, ok_env, run};
 
-fn ok(args: &[&str]) -> String {
-    let o = metapitr(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(args: &[&str], code: i32) -> String {
-    let o = metapitr(args);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stderr).unwrap()
+fn metapitr_env(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    run(args, env, None)
 }
 
 #[test]
@@ -513,6 +492,61 @@ fn pins_gc_check_retention_and_integrity_from_the_command_line() {
     assert!(out.contains("integrity: all"), "{out}");
     assert!(d.path().join("hummock/checkpoint/0").exists());
 
+    // The storage guard: the same storage given as URL plus directory passes; another
+    // storage is refused unless told to overwrite the endpoint, which the restored
+    // parameters then name.
+    let (base, dir) = hummock.rsplit_once('/').unwrap();
+    ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        "jsonl:-",
+        "--hummock-storage-url",
+        base,
+        "--hummock-storage-directory",
+        dir,
+    ]);
+    let other = format!("file://{}", d.path().join("elsewhere").display());
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            "jsonl:-",
+            "--hummock-storage-url",
+            &other,
+        ],
+        2,
+    );
+    assert!(
+        err.contains(&hummock)
+            && err.contains(&other)
+            && err.contains("--overwrite-hummock-storage-endpoint"),
+        "{err}"
+    );
+    let out = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        "jsonl:-",
+        "--hummock-storage-url",
+        &other,
+        "--overwrite-hummock-storage-endpoint",
+    ]);
+    let (obase, odir) = other.rsplit_once('/').unwrap();
+    assert!(
+        out.contains(&format!(
+            r#""name":"state_store","value":"hummock+{obase}""#
+        )) && out.contains(&format!(r#""name":"data_directory","value":"{odir}""#)),
+        "{out}"
+    );
+
     // A config file supplies the policy.
     let cfg = d.path().join("metapitr.toml");
     std::fs::write(&cfg, "[retention]\nwindow = \"2h\"\n").unwrap();
@@ -537,4 +571,138 @@ fn pins_gc_check_retention_and_integrity_from_the_command_line() {
         2,
     );
     assert!(err.contains("soon"), "{err}");
+}
+
+/// The repo on a real S3 server, configured three ways as an operator would: flags with the
+/// AWS environment, METAPITR_* environment variables, and a config file's [backup]
+/// section. All three see the same repo; a restore from it equals the truth.
+#[test]
+fn s3_repo_from_flags_environment_and_config_file() {
+    let server = common::s3::s3();
+    let bucket = server.bucket();
+    let d = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}");
+    let env = server.env();
+    let out = ok_env(
+        &[
+            "simulate",
+            "--backup-storage-url",
+            &url,
+            "--backup-storage-directory",
+            "backup",
+            "--wal-dir",
+            d.path().join("wal").to_str().unwrap(),
+            "--epochs",
+            "120",
+            "--seed",
+            "4",
+            "--snapshot-every",
+            "50",
+            "--truth-dir",
+            d.path().join("truth").to_str().unwrap(),
+            "--truth-every",
+            "40",
+            "--no-sync",
+        ],
+        &env,
+    );
+    assert!(out.contains("simulated 120 epochs"), "{out}");
+
+    let by_flags = ok_env(
+        &[
+            "snapshot",
+            "list",
+            "--repo",
+            &url,
+            "--backup-storage-directory",
+            "backup",
+            "--json",
+        ],
+        &env,
+    );
+    let mut by_env = env.clone();
+    by_env.push(("METAPITR_REPO", url.clone()));
+    by_env.push(("METAPITR_BACKUP_STORAGE_DIRECTORY", "backup".into()));
+    assert_eq!(ok_env(&["snapshot", "list", "--json"], &by_env), by_flags);
+    let cfg = d.path().join("metapitr.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[backup]\nstorage_url = \"{url}\"\nstorage_directory = \"backup\"\n\n\
+             [backup.s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nallow_http = true\n",
+            server.endpoint,
+            common::s3::ACCESS_KEY,
+            common::s3::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    let cfg_arg = ["--config", cfg.to_str().unwrap()];
+    let mut args = vec!["snapshot", "list", "--json"];
+    args.extend(cfg_arg);
+    assert_eq!(
+        ok(&args),
+        by_flags,
+        "the config file alone reaches the repo"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&by_flags)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Restore every truth epoch from S3: equal to the truth.
+    for f in std::fs::read_dir(d.path().join("truth")).unwrap() {
+        let f = f.unwrap().path();
+        let e = f.file_stem().unwrap().to_str().unwrap().to_string();
+        let mut args = vec!["restore", "--target-epoch", &e, "--target-store", "jsonl:-"];
+        args.extend(cfg_arg);
+        let restored = ok(&args);
+        let c = metapitr::jsonl::compare(&restored, &std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert!(c.matches(), "epoch {e}: {c:?}");
+    }
+
+    // A different directory in the same bucket is an empty repo; wrong keys are refused.
+    let o = metapitr_env(
+        &[
+            "snapshot",
+            "list",
+            "--repo",
+            &url,
+            "--backup-storage-directory",
+            "other",
+        ],
+        &env,
+    );
+    assert!(o.status.success());
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    bad.push(("AWS_SECRET_ACCESS_KEY", "wrong".into()));
+    let o = metapitr_env(
+        &[
+            "restore",
+            "--repo",
+            &url,
+            "--backup-storage-directory",
+            "backup",
+            "--latest",
+            "--target-store",
+            "jsonl:-",
+        ],
+        &bad,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("credentials"));
+    // No repo at all: say how to give one.
+    let o = metapitr_env(&["snapshot", "list"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--repo"));
 }

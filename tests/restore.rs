@@ -177,25 +177,38 @@ fn snapshot_id_and_latest_targets() {
 
 #[test]
 fn non_empty_targets_are_refused_unless_forced() {
-    let d = tempfile::tempdir().unwrap();
-    let dir_store = TargetStore::Dir(d.path().join("store"));
-    std::fs::create_dir_all(d.path().join("store")).unwrap();
-    std::fs::write(d.path().join("store/something"), b"x").unwrap();
-    let err = dir_store.prepare(false).err().unwrap();
-    assert!(matches!(err, Error::TargetNotEmpty(_)));
-    assert!(err.to_string().contains("--force"));
-    assert!(d.path().join("store/something").exists());
-    dir_store.prepare(true).unwrap();
-    assert!(!d.path().join("store/something").exists());
+    let rt = rt();
+    rt.block_on(async {
+        let s = simulate(2, 30, None, 30).await;
+        let (_, state) = restore::materialize(&s.repo, None, Target::Latest)
+            .await
+            .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let dir_store = TargetStore::Dir(d.path().join("store"));
+        std::fs::create_dir_all(d.path().join("store")).unwrap();
+        std::fs::write(d.path().join("store/something"), b"x").unwrap();
+        let err = dir_store.write(&state, false).await.unwrap_err();
+        assert!(matches!(err, Error::TargetNotEmpty(_)));
+        assert!(err.to_string().contains("--force"));
+        assert!(d.path().join("store/something").exists());
+        dir_store.write(&state, true).await.unwrap();
+        assert!(!d.path().join("store/something").exists());
+        assert_eq!(dir_store.read().await.unwrap(), state);
 
-    let file = d.path().join("out.jsonl");
-    std::fs::write(&file, b"{}\n").unwrap();
-    let js = TargetStore::Jsonl(file.clone());
-    assert!(js.prepare(false).is_err());
-    assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
+        let file = d.path().join("out.jsonl");
+        std::fs::write(&file, b"{}\n").unwrap();
+        let js = TargetStore::Jsonl(file.clone());
+        assert!(js.write(&state, false).await.is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
+    });
     let _ = "jsonl:-".parse::<TargetStore>().unwrap();
     assert!("etcd".parse::<TargetStore>().is_err());
     assert!("dir:".parse::<TargetStore>().is_err());
+    assert!("etcd://".parse::<TargetStore>().is_err());
+    assert!(matches!(
+        "sqlite:/x/y.db".parse::<TargetStore>().unwrap(),
+        TargetStore::Sqlite(_)
+    ));
 }
 
 #[test]
@@ -209,8 +222,7 @@ fn dir_restore_reopens_as_a_recorder_and_continues() {
             .unwrap();
         let d = tempfile::tempdir().unwrap();
         let store = TargetStore::Dir(d.path().join("meta"));
-        store.prepare(false).unwrap();
-        store.write(&state).unwrap();
+        store.write(&state, false).await.unwrap();
         // A recorder opened on the restored store sees the same state, and commits on top.
         let other = common::mem_repo(&s.sim);
         let rec = metapitr::recorder::Recorder::open(
@@ -233,7 +245,7 @@ fn dir_restore_reopens_as_a_recorder_and_continues() {
         .unwrap();
         let continued = rec.with_state(|st| st.clone()).unwrap();
         rec.close().await.unwrap();
-        assert!(store.is_empty().map(|e| !e).unwrap());
+        assert!(!store.is_empty().await.unwrap());
         // The new repo restores both the starting point and what was committed after it.
         let (_, start) = restore::materialize(&other, None, Target::Epoch(e))
             .await

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bin;
+pub mod s3;
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +30,31 @@ pub fn mem_repo(sim: &Simulator) -> Repo {
         "memory://test",
         sim.clock(),
     )
+}
+
+/// Where a test's repo lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    File,
+    S3,
+}
+
+pub const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::File, Backend::S3];
+
+/// A fresh repo on `backend` (file repos under `dir`, S3 repos in a new bucket of the
+/// in-process server, both inside a `backup` directory), on `clock`.
+pub fn repo_on(backend: Backend, dir: &Path, clock: metapitr::clock::SharedClock) -> Repo {
+    let loc = match backend {
+        Backend::Memory => return Repo::open("memory://", clock).unwrap(),
+        Backend::File => metapitr::repo::RepoLocation {
+            url: format!("file://{}", dir.join("repo").display()),
+            directory: Some("backup".into()),
+            ..Default::default()
+        },
+        Backend::S3 => s3::s3().location(Some("backup")),
+    };
+    Repo::open_location(&loc, clock).unwrap()
 }
 
 pub struct Sim {
@@ -82,10 +111,21 @@ pub async fn simulate(
     snapshot_every: Option<u64>,
     truth_every: u64,
 ) -> Sim {
+    simulate_on(Backend::Memory, seed, epochs, snapshot_every, truth_every).await
+}
+
+/// [`simulate`] into a repo on `backend`.
+pub async fn simulate_on(
+    backend: Backend,
+    seed: u64,
+    epochs: u64,
+    snapshot_every: Option<u64>,
+    truth_every: u64,
+) -> Sim {
     let dir = tempfile::tempdir().unwrap();
     let opts = run_opts(seed, epochs, snapshot_every, truth_every, dir.path());
     let mut sim = Simulator::new(opts.sim.clone());
-    let repo = mem_repo(&sim);
+    let repo = repo_on(backend, dir.path(), sim.clock());
     let report = sim::run_with_repo(repo.clone(), &dir.path().join("wal"), opts, &mut sim)
         .await
         .unwrap();

@@ -1,0 +1,49 @@
+//! The `metapitr` binary, run as an operator runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs the binary with extra environment and, optionally, bytes on stdin.
+pub fn run(args: &[&str], env: &[(&str, String)], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metapitr"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(b) = stdin {
+        input.write_all(b).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+pub fn metapitr(args: &[&str]) -> Output {
+    run(args, &[], None)
+}
+
+/// Stdout of a run that must succeed.
+pub fn ok_env(args: &[&str], env: &[(&str, String)]) -> String {
+    let o = run(args, env, None);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+pub fn ok(args: &[&str]) -> String {
+    ok_env(args, &[])
+}
+
+/// Stderr of a run that must fail with exit code `code`.
+pub fn fails(args: &[&str], code: i32) -> String {
+    let o = metapitr(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    err
+}
