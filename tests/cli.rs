@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::bin::{fails, metapitr, ok, ok_env, run};
+use common::{cli_repo, Backend};
 
 fn metapitr_env(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
     run(args, env, None)
@@ -29,8 +30,8 @@ fn epoch_converts_the_guide_table_both_ways() {
     assert!(err.contains("last tuesday"));
 }
 
-fn simulate(dir: &Path) -> String {
-    let repo = format!("file://{}", dir.join("repo").display());
+fn simulate(backend: Backend, dir: &Path) -> String {
+    let repo = cli_repo(backend, dir);
     let out = ok(&[
         "simulate",
         "--repo",
@@ -54,9 +55,18 @@ fn simulate(dir: &Path) -> String {
 }
 
 #[test]
-fn snapshot_restore_and_export_round_trip() {
+fn snapshot_restore_and_export_round_trip_file() {
+    snapshot_restore_and_export_round_trip(Backend::File);
+}
+
+#[test]
+fn snapshot_restore_and_export_round_trip_s3() {
+    snapshot_restore_and_export_round_trip(Backend::S3);
+}
+
+fn snapshot_restore_and_export_round_trip(backend: Backend) {
     let d = tempfile::tempdir().unwrap();
-    let repo = simulate(d.path());
+    let repo = simulate(backend, d.path());
 
     let list: serde_json::Value =
         serde_json::from_str(&ok(&["snapshot", "list", "--repo", &repo, "--json"])).unwrap();
@@ -244,7 +254,16 @@ fn snapshot_restore_and_export_round_trip() {
 }
 
 #[test]
-fn archive_once_ships_a_crashed_wal() {
+fn archive_once_ships_a_crashed_wal_file() {
+    archive_once_ships_a_crashed_wal(Backend::File);
+}
+
+#[test]
+fn archive_once_ships_a_crashed_wal_s3() {
+    archive_once_ships_a_crashed_wal(Backend::S3);
+}
+
+fn archive_once_ships_a_crashed_wal(backend: Backend) {
     let d = tempfile::tempdir().unwrap();
     let wal_dir = d.path().join("wal");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -277,7 +296,7 @@ fn archive_once_ships_a_crashed_wal() {
         .unwrap()
         .iter()
         .any(|s| !s.sealed));
-    let repo = format!("file://{}", d.path().join("repo").display());
+    let repo = cli_repo(backend, d.path());
     let out = ok(&[
         "archive",
         "--once",
@@ -337,9 +356,18 @@ fn bad_input_gets_clear_errors() {
 }
 
 #[test]
-fn pins_gc_check_retention_and_integrity_from_the_command_line() {
+fn pins_gc_check_retention_and_integrity_from_the_command_line_file() {
+    pins_gc_check_retention_and_integrity_from_the_command_line(Backend::File);
+}
+
+#[test]
+fn pins_gc_check_retention_and_integrity_from_the_command_line_s3() {
+    pins_gc_check_retention_and_integrity_from_the_command_line(Backend::S3);
+}
+
+fn pins_gc_check_retention_and_integrity_from_the_command_line(backend: Backend) {
     let d = tempfile::tempdir().unwrap();
-    let repo = format!("file://{}", d.path().join("repo").display());
+    let repo = cli_repo(backend, d.path());
     let hummock = format!("file://{}", d.path().join("hummock").display());
     ok(&[
         "simulate",

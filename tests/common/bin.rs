@@ -1,12 +1,25 @@
 //! The `metapitr` binary, run as an operator runs it.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+thread_local! {
+    /// Environment every run from this test's thread gets (e.g. S3 credentials).
+    static THREAD_ENV: RefCell<Vec<(&'static str, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Adds environment for every later run from the calling test's thread.
+pub fn set_thread_env(env: Vec<(&'static str, String)>) {
+    THREAD_ENV.with(|e| e.borrow_mut().extend(env));
+}
+
 /// Runs the binary with extra environment and, optionally, bytes on stdin.
 pub fn run(args: &[&str], env: &[(&str, String)], stdin: Option<&[u8]>) -> Output {
+    let thread_env = THREAD_ENV.with(|e| e.borrow().clone());
     let mut child = Command::new(env!("CARGO_BIN_EXE_metapitr"))
         .args(args)
+        .envs(thread_env.iter().map(|(k, v)| (*k, v.as_str())))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

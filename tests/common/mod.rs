@@ -57,6 +57,21 @@ pub fn repo_on(backend: Backend, dir: &Path, clock: metapitr::clock::SharedClock
     Repo::open_location(&loc, clock).unwrap()
 }
 
+/// A repo URL for a test that runs the binary: a file repo under `dir`, or a directory in
+/// a fresh bucket of the in-process S3 server, whose settings every later run of the
+/// binary from this thread then gets.
+pub fn cli_repo(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::File => format!("file://{}", dir.join("repo").display()),
+        Backend::S3 => {
+            let server = s3::s3();
+            bin::set_thread_env(server.env());
+            format!("s3://{}/backup", server.bucket())
+        }
+        Backend::Memory => panic!("a memory:// repo does not outlive one run of the binary"),
+    }
+}
+
 pub struct Sim {
     pub repo: Repo,
     pub report: RunReport,
