@@ -70,6 +70,7 @@ pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9], Vec
             stored_size: 0,
             payload_crc32: crc32fast::hash(data),
             archived_at_ms: 0,
+            writer_epoch: 0,
         },
         ids,
         inserted,
@@ -91,6 +92,10 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
     .map_err(|e| Error::Internal(format!("compression task: {e}")))??;
     entry.stored_size = z.len() as u64;
     entry.archived_at_ms = repo.clock().now_ms();
+    entry.writer_epoch = match repo.fence() {
+        Some((tl, we)) if tl == entry.timeline => we,
+        _ => 0,
+    };
     repo.put_new(&entry.key(), Bytes::from(z)).await?;
     Ok(ArchivedSegment {
         entry,
@@ -453,6 +458,8 @@ pub struct ArchiveStatus {
     pub segments: u64,
     pub stored_bytes: u64,
     pub last_error: Option<String>,
+    /// Another writer took the timeline over; the archiver has stopped for good.
+    pub fenced: bool,
 }
 
 /// A running archiver task.
@@ -487,10 +494,17 @@ impl Archiver {
                         }
                         st.last_error = None;
                     }
-                    Err(e) => st.last_error = Some(e.to_string()),
+                    Err(e) => {
+                        st.last_error = Some(e.to_string());
+                        st.fenced = e.kind() == crate::error::ErrorKind::Fenced;
+                    }
                 });
                 match &r {
                     Ok(_) => backoff = poll,
+                    Err(e) if e.kind() == crate::error::ErrorKind::Fenced => {
+                        tracing::error!(error = %e, "archiver fenced; stopping");
+                        break;
+                    }
                     Err(e) => {
                         warn!(error = %e, "archiving failed; will retry");
                         backoff = (backoff * 2).min(Duration::from_secs(10));

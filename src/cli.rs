@@ -187,6 +187,14 @@ pub enum Command {
         #[arg(long)]
         ids: Option<PathBuf>,
     },
+    /// Show the repo: its timelines (parent, fork epoch, writer epoch, what is archived and
+    /// restorable), snapshots and pin sets.
+    Info {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the pin set: pinned object count, covered epoch range, size.
     Pins {
         #[command(flatten)]
@@ -360,6 +368,14 @@ pub struct SimulateArgs {
     /// Epochs between vacuum passes.
     #[arg(long, default_value_t = 100)]
     pub vacuum_every: u64,
+    /// Continue the simulated meta service from a native store (dir:PATH), e.g. one a
+    /// restore wrote: it records on a new timeline of the repo. The store is copied into
+    /// --wal-dir unless that is the same directory.
+    #[arg(long)]
+    pub resume_from: Option<String>,
+    /// Append each epoch to FILE once its commit is acknowledged (durable), one per line.
+    #[arg(long)]
+    pub ack_log: Option<PathBuf>,
 }
 
 /// Runs the CLI; errors are printed with what to do and mapped to exit codes.
@@ -395,6 +411,14 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The timeline a WAL directory records on: its newest segment's, else its checkpoint's.
+fn dir_timeline(dir: &std::path::Path) -> Result<Option<u32>> {
+    if let Some(s) = crate::wal::list_segments(dir)?.last() {
+        return Ok(Some(s.timeline));
+    }
+    Ok(crate::snapshot::read_checkpoint(dir)?.map(|s| s.timeline))
 }
 
 fn open_repo(r: &RepoArg) -> Result<Repo> {
@@ -477,6 +501,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let repo = open_repo(&repo)?;
             if once {
                 seal_crashed_tail(&wal_dir).await?;
+            }
+            // One writer per timeline: this archiver takes the directory's timeline over.
+            let repo = match dir_timeline(&wal_dir)? {
+                Some(tl) => repo.claim_timeline(tl).await?,
+                None => repo,
+            };
+            if once {
                 let r = crate::archive::archive_dir(&repo, &wal_dir).await?;
                 return out(format!(
                     "archived {} segments ({}), archive ends at lsn {} epoch {}",
@@ -612,6 +643,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 },
                 ..Default::default()
             };
+            if let Some(from) = &a.resume_from {
+                prepare_resume(from, &a.wal_dir)?;
+            }
+            let opts = RunOptions {
+                ack_log: a.ack_log.clone(),
+                ..opts
+            };
             let t = Instant::now();
             let r = sim::run(a.repo.location()?, &a.wal_dir, opts).await?;
             if r.objects_written > 0 {
@@ -672,6 +710,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Info { repo, json } => info_cmd(&repo, json).await,
         Command::Pins { repo, json } => {
             let repo = open_repo(&repo)?;
             let m = repo.manifest().await?;
@@ -925,5 +964,123 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         state.users.len(),
         state.hummock.sst_count()
     ));
+    Ok(())
+}
+
+/// Makes `wal_dir` the native store `from` names (copying it unless it is the same
+/// directory), for `simulate --resume-from`.
+fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
+    let TargetStore::Dir(src) = from.parse::<TargetStore>()? else {
+        return Err(Error::InvalidInput(format!(
+            "--resume-from {from}: only a native store (dir:PATH) can be resumed"
+        )));
+    };
+    if crate::snapshot::read_checkpoint(&src)?.is_none() {
+        return Err(Error::NotFound(format!(
+            "--resume-from {from}: {} holds no CHECKPOINT; restore into it first",
+            src.display()
+        )));
+    }
+    let same = match (std::fs::canonicalize(&src), std::fs::canonicalize(wal_dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    if std::fs::read_dir(wal_dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::TargetNotEmpty(format!(
+            "--wal-dir {} (to resume from {from}, give an empty directory or the store itself)",
+            wal_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(wal_dir).map_err(|e| Error::io(wal_dir, e))?;
+    for ent in std::fs::read_dir(&src).map_err(|e| Error::io(&src, e))? {
+        let ent = ent.map_err(|e| Error::io(&src, e))?;
+        let name = ent.file_name();
+        if name == crate::wal::LOCK_FILE || !ent.path().is_file() {
+            continue;
+        }
+        let to = wal_dir.join(&name);
+        std::fs::copy(ent.path(), &to).map_err(|e| Error::io(&to, e))?;
+    }
+    crate::wal::fsync_dir(wal_dir)
+}
+
+async fn info_cmd(repo: &RepoArg, json: bool) -> Result<()> {
+    let repo = open_repo(repo)?;
+    let m = repo.manifest().await?;
+    let timelines: Vec<serde_json::Value> = crate::timeline::tree(&m)
+        .into_iter()
+        .map(|t| {
+            let (last_lsn, last_epoch) = t.last();
+            let first = t.first_archived();
+            let ranges = restore::restorable_ranges(&m, t.id);
+            json!({
+                "id": t.id,
+                "parent": t.parent,
+                "fork_epoch": t.fork_epoch,
+                "fork_epoch_ts": (t.parent != 0).then(|| epoch::format(t.fork_epoch)),
+                "fork_lsn": t.fork_lsn,
+                "writer_epoch": t.writer_epoch,
+                "first_archived_epoch": first.map(|f| f.1),
+                "last_archived_epoch": last_epoch,
+                "last_archived_lsn": last_lsn,
+                "segments": t.segment_count(),
+                "archived_bytes": t.archived_bytes(),
+                "snapshots": m.snapshots.iter().filter(|s| s.timeline == t.id).count(),
+                "restorable": ranges.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if json {
+        return out(json!({
+            "repo": repo.url(),
+            "manifest_version": m.version,
+            "newest_timeline": m.newest_timeline(),
+            "timelines": timelines,
+            "snapshots": m.snapshots.len(),
+            "pin_sets": m.pins.len(),
+        })
+        .to_string());
+    }
+    out(format!(
+        "repo {} (manifest version {}), {} snapshots, newest timeline {}",
+        repo.url(),
+        m.version,
+        m.snapshots.len(),
+        m.newest_timeline()
+    ))?;
+    out("timelines:")?;
+    for t in crate::timeline::tree(&m) {
+        let depth = {
+            let mut d = 0;
+            let mut p = t.parent;
+            while p != 0 && d < 64 {
+                d += 1;
+                p = m.timeline(p).map_or(0, |x| x.parent);
+            }
+            d
+        };
+        let fork = if t.parent == 0 {
+            String::new()
+        } else {
+            format!(
+                " forked from {} at epoch {} ({})",
+                t.parent,
+                t.fork_epoch,
+                epoch::format(t.fork_epoch)
+            )
+        };
+        let ranges = restore::format_ranges(&restore::restorable_ranges(&m, t.id));
+        out(format!(
+            "{}{}{fork}: {} segments ({}), writer epoch {}; restorable {ranges}",
+            "  ".repeat(depth + 1),
+            t.id,
+            t.segment_count(),
+            human_bytes(t.archived_bytes()),
+            t.writer_epoch
+        ))?;
+    }
     Ok(())
 }

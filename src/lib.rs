@@ -20,6 +20,7 @@ pub mod retention;
 pub mod sim;
 pub mod snapshot;
 pub mod store;
+pub mod timeline;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

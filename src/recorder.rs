@@ -130,6 +130,16 @@ impl Recorder {
             Some(s) => s,
             None => State::new(1),
         };
+        // A restored store goes on on a timeline of its own.
+        if let Some(fork) = crate::timeline::read_fork(dir)? {
+            state = crate::timeline::start_fork(&repo, dir, state, &fork).await?;
+        }
+        // One writer per timeline: taking it over fences any earlier writer.
+        let repo = if opts.archive {
+            repo.claim_timeline(state.timeline).await?
+        } else {
+            repo
+        };
         // Records past the checkpoint that the archiver shipped and deleted locally are read
         // back from the repo before the WAL decides where to continue.
         let local_first = wal::list_segments(dir)?.first().map(|s| s.first_lsn);
@@ -228,6 +238,11 @@ impl Recorder {
         changes: Vec<Change>,
     ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
         let mut inner = self.lock()?;
+        if let Some(st) = self.archive_status().filter(|s| s.fenced) {
+            let why = st.last_error.unwrap_or_default();
+            inner.poisoned = Some(why.clone());
+            return Err(Error::Fenced(why));
+        }
         if let Some(p) = &inner.poisoned {
             return Err(Error::Poisoned(p.clone()));
         }

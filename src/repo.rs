@@ -25,7 +25,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use prost::Message;
 use tokio::sync::Mutex;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::codec::{self, Kind};
@@ -77,6 +77,9 @@ pub struct Repo {
     writer_id: u64,
     /// The newest manifest this handle has seen, to skip a LIST on the hot path.
     cached: Arc<Mutex<Option<Manifest>>>,
+    /// (timeline, writer epoch) this handle writes as: every manifest update checks that
+    /// the timeline's writer epoch is still this one.
+    fence: Option<(u32, u64)>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -98,6 +101,16 @@ fn manifest_version(key: &str) -> Option<u64> {
 
 pub fn segment_key(timeline: u32, first_lsn: u64) -> String {
     format!("wal/{timeline:08}/{first_lsn:020}.wal.zst")
+}
+
+/// The key of a segment archived by the timeline's writer of `writer_epoch` (0: a
+/// segment archived before writers were fenced, under the plain key).
+pub fn segment_key_of(timeline: u32, first_lsn: u64, writer_epoch: u64) -> String {
+    if writer_epoch == 0 {
+        segment_key(timeline, first_lsn)
+    } else {
+        format!("wal/{timeline:08}/{first_lsn:020}-{writer_epoch:010}.wal.zst")
+    }
 }
 
 pub fn index_key(timeline: u32, first_lsn: u64) -> String {
@@ -268,6 +281,7 @@ impl Repo {
             retry: RetryPolicy::default(),
             writer_id: rand::random(),
             cached: Arc::new(Mutex::new(None)),
+            fence: None,
         }
     }
 
@@ -276,6 +290,39 @@ impl Repo {
     pub fn with_writer_id(mut self, id: u64) -> Self {
         self.writer_id = id;
         self
+    }
+
+    /// Takes over `timeline` as its one writer: raises the timeline's writer epoch in the
+    /// manifest and returns a handle whose manifest updates are refused with
+    /// [`Error::Fenced`] once another writer takes it over in turn.
+    pub async fn claim_timeline(&self, timeline: u32) -> Result<Repo> {
+        let mut mine = 0;
+        let plain = Repo {
+            fence: None,
+            ..self.clone()
+        };
+        plain
+            .update_manifest(|m| {
+                let t = m.timeline_mut(timeline);
+                t.writer_epoch += 1;
+                mine = t.writer_epoch;
+                Ok(true)
+            })
+            .await?;
+        info!(
+            timeline,
+            writer_epoch = mine,
+            "took over the timeline as its writer"
+        );
+        Ok(Repo {
+            fence: Some((timeline, mine)),
+            ..self.clone()
+        })
+    }
+
+    /// The (timeline, writer epoch) this handle writes as, if it claimed one.
+    pub fn fence(&self) -> Option<(u32, u64)> {
+        self.fence
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -510,6 +557,17 @@ impl Repo {
         }
         loop {
             let base = cur.clone().unwrap_or_default();
+            if let Some((tl, mine)) = self.fence {
+                let now = base.timeline(tl).map_or(0, |t| t.writer_epoch);
+                if now != mine {
+                    return Err(Error::Fenced(format!(
+                        "timeline {tl} of {} was taken over by another writer (writer epoch \
+                         {now}, this one {mine}); this writer stops: make sure only one \
+                         recorder or archiver runs per timeline",
+                        self.url
+                    )));
+                }
+            }
             let mut next = base.clone();
             if !f(&mut next)? {
                 return Ok(base);
@@ -680,6 +738,6 @@ impl TimelineEntry {
 
 impl SegmentEntry {
     pub fn key(&self) -> String {
-        segment_key(self.timeline, self.first_lsn)
+        segment_key_of(self.timeline, self.first_lsn, self.writer_epoch)
     }
 }

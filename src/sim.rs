@@ -1032,6 +1032,8 @@ pub struct RunOptions {
     pub recorder: RecorderOptions,
     /// Write every SST object the simulator creates here. Default `None`.
     pub hummock_storage: Option<Repo>,
+    /// Append each epoch to this file once its commit is acknowledged (durable).
+    pub ack_log: Option<std::path::PathBuf>,
     /// Apply this retention policy after every snapshot. Default `None`.
     pub retention: Option<Policy>,
     /// Every N epochs, delete from the Hummock storage the objects that left the live
@@ -1052,6 +1054,7 @@ impl Default for RunOptions {
                 ..Default::default()
             },
             hummock_storage: None,
+            ack_log: None,
             retention: None,
             vacuum_every: None,
         }
@@ -1124,6 +1127,33 @@ pub async fn run(
     run_with_repo(repo, wal_dir, opts, &mut sim).await
 }
 
+/// Where acknowledged epochs are appended, one per line, each with one write(2) so that a
+/// killed process leaves only whole lines.
+struct AckLog(Option<(std::fs::File, std::path::PathBuf)>);
+
+impl AckLog {
+    fn open(path: Option<&std::path::Path>) -> Result<AckLog> {
+        let Some(p) = path else {
+            return Ok(AckLog(None));
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| Error::io(p, e))?;
+        Ok(AckLog(Some((f, p.to_path_buf()))))
+    }
+
+    fn ack(&mut self, epoch: u64) -> Result<()> {
+        use std::io::Write;
+        if let Some((f, p)) = &mut self.0 {
+            f.write_all(format!("{epoch}\n").as_bytes())
+                .map_err(|e| Error::io(&*p, e))?;
+        }
+        Ok(())
+    }
+}
+
 /// [`run`] with a repo (whose clock should be `sim.clock()`) and simulator of the caller's.
 pub async fn run_with_repo(
     repo: Repo,
@@ -1133,7 +1163,7 @@ pub async fn run_with_repo(
 ) -> Result<RunReport> {
     let rec = Recorder::open(wal_dir, repo, opts.recorder.clone()).await?;
     let existing = rec.with_state(|s| s.clone())?;
-    if existing.lsn > 0 {
+    if existing.lsn > 0 || existing.epoch > 0 {
         *sim = Simulator::resume(opts.sim.clone(), existing);
     }
     if let Some(t) = &opts.truth {
@@ -1141,6 +1171,7 @@ pub async fn run_with_repo(
     }
     let mut report = RunReport::default();
     let mut pending = std::collections::VecDeque::new();
+    let mut acks = AckLog::open(opts.ack_log.as_deref())?;
     let mut vacuum = Vacuum::default();
     for i in 0..opts.epochs {
         let (epoch, changes) = sim.next_epoch()?;
@@ -1170,17 +1201,27 @@ pub async fn run_with_repo(
             report.first_epoch = epoch;
         }
         report.last_epoch = epoch;
-        pending.push_back(rec.commit_nowait(epoch, changes)?);
+        pending.push_back((epoch, rec.commit_nowait(epoch, changes)?));
         while pending.len() >= opts.in_flight.max(1) {
-            if let Some(f) = pending.pop_front() {
+            if let Some((e, f)) = pending.pop_front() {
                 f.await?;
+                acks.ack(e)?;
             }
         }
         let n = i + 1;
-        if opts.snapshot_every.is_some_and(|k| k > 0 && n % k == 0) {
-            for f in pending.drain(..) {
+        let truth_due = opts
+            .truth
+            .as_ref()
+            .is_some_and(|t| t.every > 0 && n % t.every == 0);
+        if truth_due || opts.snapshot_every.is_some_and(|k| k > 0 && n % k == 0) {
+            // Truth is written only for acknowledged epochs, so that a crash never leaves
+            // a truth file for an epoch the WAL lost.
+            for (e, f) in pending.drain(..) {
                 f.await?;
+                acks.ack(e)?;
             }
+        }
+        if opts.snapshot_every.is_some_and(|k| k > 0 && n % k == 0) {
             report.snapshots.push(rec.snapshot().await?);
             if let Some(policy) = opts.retention {
                 let r = crate::retention::apply(rec.repo(), policy, false, false).await?;
@@ -1200,14 +1241,18 @@ pub async fn run_with_repo(
             .filter(|t| t.every > 0 && n % t.every == 0)
         {
             let path = t.dir.join(format!("{epoch}.jsonl"));
-            let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let tmp = t.dir.join(format!("{epoch}.jsonl.tmp"));
+            let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
             let mut w = std::io::BufWriter::new(f);
-            crate::jsonl::write(sim.state(), &mut w).map_err(|e| Error::io(&path, e))?;
+            crate::jsonl::write(sim.state(), &mut w).map_err(|e| Error::io(&tmp, e))?;
+            drop(w);
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
             report.truth_files.push((epoch, path));
         }
     }
-    for f in pending.drain(..) {
+    for (e, f) in pending.drain(..) {
         f.await?;
+        acks.ack(e)?;
     }
     report.epochs = opts.epochs;
     report.final_state_ssts = sim.state().hummock.sst_count();

@@ -734,3 +734,125 @@ fn s3_repo_from_flags_environment_and_config_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--repo"));
 }
+
+/// A restored store goes on recording on a new timeline (`simulate --resume-from`);
+/// `info` shows the tree; both branches restore.
+#[test]
+fn resume_from_a_restored_store_forks_a_timeline() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(Backend::File, d.path());
+    let truths: Vec<u64> = {
+        let mut v: Vec<u64> = std::fs::read_dir(d.path().join("truth"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                p.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let fork_at = truths[truths.len() / 2];
+    let store = d.path().join("restored");
+    ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--target-epoch",
+        &fork_at.to_string(),
+        "--target-store",
+        &format!("dir:{}", store.display()),
+    ]);
+    let wal2 = d.path().join("wal2");
+    let out = ok(&[
+        "simulate",
+        "--repo",
+        &repo,
+        "--resume-from",
+        &format!("dir:{}", store.display()),
+        "--wal-dir",
+        wal2.to_str().unwrap(),
+        "--epochs",
+        "50",
+        "--no-sync",
+    ]);
+    assert!(out.contains("simulated 50 epochs"), "{out}");
+    // A non-empty --wal-dir other than the store is refused.
+    let err = fails(
+        &[
+            "simulate",
+            "--repo",
+            &repo,
+            "--resume-from",
+            &format!("dir:{}", store.display()),
+            "--wal-dir",
+            wal2.to_str().unwrap(),
+            "--epochs",
+            "5",
+        ],
+        2,
+    );
+    assert!(err.contains("not empty"), "{err}");
+
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--repo", &repo, "--json"])).unwrap();
+    let tls = info["timelines"].as_array().unwrap();
+    assert_eq!(tls.len(), 2, "{info}");
+    assert_eq!(
+        (tls[0]["id"].as_u64(), tls[0]["parent"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        (
+            tls[1]["id"].as_u64(),
+            tls[1]["parent"].as_u64(),
+            tls[1]["fork_epoch"].as_u64()
+        ),
+        (Some(2), Some(1), Some(fork_at))
+    );
+    assert_eq!(info["newest_timeline"].as_u64(), Some(2));
+    let text = ok(&["info", "--repo", &repo]);
+    assert!(text.contains("forked from 1 at epoch"), "{text}");
+
+    // The abandoned branch after the fork, by --timeline; the new one by default.
+    let later = *truths.last().unwrap();
+    let old = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--timeline",
+        "1",
+        "--target-epoch",
+        &later.to_string(),
+        "--target-store",
+        "jsonl:-",
+    ]);
+    let truth =
+        std::fs::read_to_string(d.path().join("truth").join(format!("{later}.jsonl"))).unwrap();
+    assert!(metapitr::jsonl::compare(&old, &truth).unwrap().matches());
+    let new = ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        "jsonl:-",
+    ]);
+    assert!(new.contains(r#""timeline":2"#), "{}", &new[..200]);
+    // A later epoch of timeline 1 is not on timeline 2.
+    let err = fails(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--timeline",
+            "2",
+            "--target-epoch",
+            &later.to_string(),
+            "--target-store",
+            "jsonl:-",
+        ],
+        2,
+    );
+    assert!(err.contains("restorable"), "{err}");
+}

@@ -232,8 +232,18 @@ fn dir_restore_reopens_as_a_recorder_and_continues() {
         )
         .await
         .unwrap();
+        // It records on a new timeline forked from the restored one at the restored epoch.
         let got = rec.with_state(|st| st.clone()).unwrap();
-        assert_eq!(got, state);
+        assert_ne!(got.timeline, state.timeline);
+        let m = other.manifest().await.unwrap();
+        let t = m.timeline(got.timeline).unwrap();
+        assert_eq!(
+            (t.parent, t.fork_epoch, t.fork_lsn),
+            (state.timeline, e, state.lsn)
+        );
+        let mut want = state.clone();
+        want.timeline = got.timeline;
+        assert!(got == want, "the reopened store holds the restored state");
         rec.commit(
             e + (5 << 16),
             vec![common::id_advance(

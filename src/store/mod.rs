@@ -1,7 +1,8 @@
 //! Meta stores a restore writes into, and an export reads back from.
 //!
-//! - `dir:PATH`: a native meta store directory (a `CHECKPOINT` of the state plus an empty
-//!   WAL) that [`crate::recorder::Recorder`] opens to go on recording;
+//! - `dir:PATH`: a native meta store directory (a `CHECKPOINT` of the state, a `FORK`
+//!   marker and an empty WAL) that [`crate::recorder::Recorder`] opens to go on recording
+//!   on a new timeline ([`crate::timeline`]);
 //! - `jsonl:PATH` / `jsonl:-`: the JSONL export ([`crate::jsonl`]) to a file or stdout;
 //! - `sqlite:PATH`: the SQL schema of [`sql`] in a SQLite file;
 //! - `postgres://USER:PASSWORD@HOST:PORT/DB`: the same schema in PostgreSQL;
@@ -180,7 +181,10 @@ impl TargetStore {
         match self {
             TargetStore::Dir(p) => {
                 let _lock = crate::wal::lock_dir(p)?;
-                snapshot::write_checkpoint(p, state)
+                snapshot::write_checkpoint(p, state)?;
+                // Whoever records on this store next does so on a new timeline.
+                let fork = crate::timeline::Fork::of(state, rand::random::<u64>() | 1);
+                crate::timeline::write_fork(p, &fork)
             }
             TargetStore::Jsonl(p) => write_jsonl_file(p, state),
             TargetStore::Stdout => {
