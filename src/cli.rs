@@ -44,6 +44,10 @@ pub struct RepoArg {
     /// Settings file (default: ./metapitr.toml when it exists).
     #[arg(long, env = "METAPITR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A file holding the repo's AES-256-GCM key as 64 hex digits (or set
+    /// METAPITR_ENCRYPTION_KEY). Default: [backup] encryption_key_file, else none.
+    #[arg(long)]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl RepoArg {
@@ -61,10 +65,23 @@ impl RepoArg {
                         .into(),
                 )
             })?;
+        let key_file = self
+            .encryption_key_file
+            .clone()
+            .or(cfg.backup.encryption_key_file);
+        let encryption_key = match (key_file, std::env::var("METAPITR_ENCRYPTION_KEY")) {
+            (Some(f), _) => Some(crate::crypt::Key::from_file(&f)?),
+            (None, Ok(hex)) => Some(crate::crypt::Key::from_hex(
+                &hex,
+                "METAPITR_ENCRYPTION_KEY",
+            )?),
+            (None, Err(_)) => None,
+        };
         Ok(RepoLocation {
             url,
             directory: self.repo_directory.clone().or(cfg.backup.storage_directory),
             s3: cfg.backup.s3,
+            encryption_key,
         })
     }
 }
@@ -152,6 +169,10 @@ pub enum Command {
         /// Overwrite a non-empty output file.
         #[arg(long)]
         force: bool,
+        /// Keep users' password hashes (redacted by default; an export without them cannot
+        /// be imported).
+        #[arg(long)]
+        include_secrets: bool,
     },
     /// Load a JSONL export into a meta store (as databend-metactl import).
     Import {
@@ -545,6 +566,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             etcd,
             output,
             force,
+            include_secrets,
         } => {
             let at = at_epoch
                 .as_deref()
@@ -563,7 +585,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Some(p) => TargetStore::Jsonl(p),
                 None => TargetStore::Stdout,
             };
-            target.write(&state, force).await
+            target.write_export(&state, force, include_secrets).await
         }
         Command::Import {
             from,

@@ -4,6 +4,7 @@
 //! [backup]
 //! storage_url = "s3://backup-bucket"   # the repo (default: none; --repo overrides)
 //! storage_directory = "backup"         # a directory inside it (default: none)
+//! encryption_key_file = "/etc/metapitr/key"  # AES-256-GCM key, 64 hex (default: none)
 //!
 //! [backup.s3]                          # every key optional; unset ones come from AWS_*
 //! endpoint = "http://127.0.0.1:9000"
@@ -41,6 +42,8 @@ pub struct Config {
 pub struct BackupConfig {
     pub storage_url: Option<String>,
     pub storage_directory: Option<String>,
+    /// A file holding the repo's encryption key (64 hex digits). Default: none.
+    pub encryption_key_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub s3: S3Options,
 }

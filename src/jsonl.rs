@@ -114,10 +114,38 @@ pub fn lines(state: &State) -> Vec<Value> {
     out
 }
 
+/// What an export says in place of a password hash without `--include-secrets`.
+pub const REDACTED: &str = "redacted";
+
+/// Replaces every user's password hash (`auth_info.encrypted_value`) with [`REDACTED`] and
+/// marks the header `"secrets":"redacted"`. Such an export shows the metadata without the
+/// secrets; it cannot be imported (the hashes are gone).
+pub fn redact(lines: &mut [Value]) {
+    for (i, l) in lines.iter_mut().enumerate() {
+        if i == 0 {
+            if let Some(h) = l.as_object_mut() {
+                h.insert("secrets".into(), Value::from(REDACTED));
+            }
+            continue;
+        }
+        if l.get("kind").and_then(Value::as_str) != Some("user") {
+            continue;
+        }
+        if let Some(a) = l.get_mut("auth_info").and_then(Value::as_object_mut) {
+            a.insert("encrypted_value".into(), Value::from(REDACTED));
+        }
+    }
+}
+
 /// Writes the export, one line each, to `w`.
 pub fn write(state: &State, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    write_lines(&lines(state), w)
+}
+
+/// Writes export lines, one each, to `w`.
+pub fn write_lines(lines: &[Value], w: &mut impl std::io::Write) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(256);
-    for l in lines(state) {
+    for l in lines {
         buf.clear();
         serde_json::to_writer(&mut buf, &l)?;
         buf.push(b'\n');
@@ -293,6 +321,14 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
                     None | Some(Value::Null) => None,
                     Some(a) => {
                         let a = Line::new(n, a);
+                        if a.str("encrypted_value").ok() == Some(REDACTED) {
+                            return Err(a.err(format!(
+                                "user {}'s password hash is redacted: this export was made \
+                                 without --include-secrets and cannot be imported; export again \
+                                 with --include-secrets",
+                                l.str("name").unwrap_or("?")
+                            )));
+                        }
                         Some(crate::model::AuthInfo {
                             encryption_type: a.u32("encryption_type")?,
                             encrypted_value: a.hex("encrypted_value")?,

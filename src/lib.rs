@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod crypt;
 pub mod demo;
 pub mod epoch;
 pub mod error;

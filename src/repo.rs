@@ -80,6 +80,8 @@ pub struct Repo {
     /// (timeline, writer epoch) this handle writes as: every manifest update checks that
     /// the timeline's writer epoch is still this one.
     fence: Option<(u32, u64)>,
+    /// Client-side encryption of every object ([`crate::crypt`]).
+    key: Option<crate::crypt::Key>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -149,6 +151,9 @@ pub struct RepoLocation {
     /// A directory inside `url`. Default: none (the URL itself).
     pub directory: Option<String>,
     pub s3: S3Options,
+    /// Encrypt every object written and require it of every object read
+    /// ([`crate::crypt`]). Default: none.
+    pub encryption_key: Option<crate::crypt::Key>,
 }
 
 impl RepoLocation {
@@ -263,7 +268,9 @@ impl Repo {
                     format!("file://{}", dir.display()),
                 )
             };
-        Ok(Repo::from_store(store, root, &url, clock))
+        let mut repo = Repo::from_store(store, root, &url, clock);
+        repo.key = loc.encryption_key.clone();
+        Ok(repo)
     }
 
     /// A repo over any object store, rooted at `root`.
@@ -282,6 +289,7 @@ impl Repo {
             writer_id: rand::random(),
             cached: Arc::new(Mutex::new(None)),
             fence: None,
+            key: None,
         }
     }
 
@@ -290,6 +298,33 @@ impl Repo {
     pub fn with_writer_id(mut self, id: u64) -> Self {
         self.writer_id = id;
         self
+    }
+
+    /// Encrypts every object this handle writes and requires it of every object it reads.
+    pub fn with_encryption(mut self, key: crate::crypt::Key) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The bytes stored for an object: sealed when a key is configured.
+    fn stored(&self, key: &str, data: &Bytes) -> Result<Bytes> {
+        match &self.key {
+            Some(k) => Ok(Bytes::from(k.seal(key, data)?)),
+            None => Ok(data.clone()),
+        }
+    }
+
+    /// The object's bytes from what is stored: opened when a key is configured.
+    fn plain(&self, key: &str, stored: Bytes) -> Result<Bytes> {
+        match &self.key {
+            Some(k) => Ok(Bytes::from(k.open(key, &stored)?)),
+            None if crate::crypt::is_sealed(&stored) => Err(Error::InvalidInput(format!(
+                "object {key} in {} is encrypted; give the key it was written with \
+                 (METAPITR_ENCRYPTION_KEY or --encryption-key-file)",
+                self.url
+            ))),
+            None => Ok(stored),
+        }
     }
 
     /// Takes over `timeline` as its one writer: raises the timeline's writer epoch in the
@@ -379,6 +414,7 @@ impl Repo {
     /// conflict with another writer ([`Error::Fenced`]).
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<Created> {
         let path = self.path(key);
+        let sealed = self.stored(key, &data)?;
         let opts = || PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -386,7 +422,7 @@ impl Repo {
         let r = self
             .retrying("put", key, || {
                 self.store
-                    .put_opts(&path, PutPayload::from_bytes(data.clone()), opts())
+                    .put_opts(&path, PutPayload::from_bytes(sealed.clone()), opts())
             })
             .await;
         match r {
@@ -421,8 +457,10 @@ impl Repo {
     /// as a Hummock checkpoint).
     pub async fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key);
+        let sealed = self.stored(key, &data)?;
         self.retrying("put", key, || {
-            self.store.put(&path, PutPayload::from_bytes(data.clone()))
+            self.store
+                .put(&path, PutPayload::from_bytes(sealed.clone()))
         })
         .await
         .map(|_| ())
@@ -430,20 +468,22 @@ impl Repo {
 
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let path = self.path(key);
-        self.retrying("get", key, || async {
-            self.store.get(&path).await?.bytes().await
-        })
-        .await
-        .map_err(|e| match e {
-            Error::ObjectStore {
-                source: object_store::Error::NotFound { .. },
-                ..
-            } => Error::NotFound(format!(
-                "object {key} is missing from {}; the repo was changed outside metapitr",
-                self.url
-            )),
-            e => e,
-        })
+        let stored = self
+            .retrying("get", key, || async {
+                self.store.get(&path).await?.bytes().await
+            })
+            .await
+            .map_err(|e| match e {
+                Error::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                } => Error::NotFound(format!(
+                    "object {key} is missing from {}; the repo was changed outside metapitr",
+                    self.url
+                )),
+                e => e,
+            })?;
+        self.plain(key, stored)
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {

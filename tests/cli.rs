@@ -159,9 +159,41 @@ fn snapshot_restore_and_export_round_trip(backend: Backend) {
     );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), restored);
 
-    // Export writes the same bytes as a restore to jsonl.
-    let exported = ok(&["export", "--repo", &repo, "--at-epoch", &target.to_string()]);
+    // Export with --include-secrets writes the same bytes as a restore to jsonl; without
+    // it, every password hash is redacted and nothing else changes.
+    let exported = ok(&[
+        "export",
+        "--repo",
+        &repo,
+        "--at-epoch",
+        &target.to_string(),
+        "--include-secrets",
+    ]);
     assert_eq!(exported, restored);
+    let redacted = ok(&["export", "--repo", &repo, "--at-epoch", &target.to_string()]);
+    let hashes: Vec<String> = restored
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["auth_info"]["encrypted_value"].as_str().map(String::from))
+        .collect();
+    assert!(!hashes.is_empty());
+    for h in &hashes {
+        assert!(!redacted.contains(h.as_str()), "a password hash leaks");
+    }
+    assert_eq!(redacted.lines().count(), restored.lines().count());
+    assert!(redacted
+        .lines()
+        .next()
+        .unwrap()
+        .contains(r#""secrets":"redacted""#));
+    let imported = format!("jsonl:{}", d.path().join("imported.jsonl").display());
+    let o = run(
+        &["import", "--target-store", &imported],
+        &[],
+        Some(redacted.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--include-secrets"));
     // Export to a file refuses to overwrite one unless forced.
     let exported_file = d.path().join("exported.jsonl");
     std::fs::write(&exported_file, b"keep me\n").unwrap();
@@ -190,6 +222,7 @@ fn snapshot_restore_and_export_round_trip(backend: Backend) {
         "-o",
         file_s,
         "--force",
+        "--include-secrets",
     ]);
     assert_eq!(std::fs::read_to_string(&exported_file).unwrap(), restored);
 
@@ -855,4 +888,147 @@ fn resume_from_a_restored_store_forks_a_timeline() {
         2,
     );
     assert!(err.contains("restorable"), "{err}");
+}
+
+/// An encrypted repo: nothing readable at rest, restores equal the truth with the key,
+/// and a missing key, a wrong key and a damaged object are each a clear error.
+#[test]
+fn encrypted_repo_round_trips_and_wrong_keys_are_clear() {
+    let d = tempfile::tempdir().unwrap();
+    let key = "6d65746170697472".repeat(4);
+    let with_key = [("METAPITR_ENCRYPTION_KEY", key.clone())];
+    let repo = format!("file://{}", d.path().join("repo").display());
+    ok_env(
+        &[
+            "simulate",
+            "--repo",
+            &repo,
+            "--wal-dir",
+            d.path().join("wal").to_str().unwrap(),
+            "--epochs",
+            "120",
+            "--seed",
+            "9",
+            "--snapshot-every",
+            "50",
+            "--truth-dir",
+            d.path().join("truth").to_str().unwrap(),
+            "--truth-every",
+            "40",
+            "--no-sync",
+        ],
+        &with_key,
+    );
+    // At rest: every object sealed, no catalog text visible.
+    let mut objects = 0;
+    let mut stack = vec![d.path().join("repo")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let b = std::fs::read(&p).unwrap();
+            assert_eq!(&b[..4], b"MPTE", "{} is not sealed", p.display());
+            assert!(!b.windows(6).any(|w| w == b"CREATE"), "{}", p.display());
+            objects += 1;
+        }
+    }
+    assert!(objects > 5);
+    for f in std::fs::read_dir(d.path().join("truth")).unwrap() {
+        let f = f.unwrap().path();
+        let e = f.file_stem().unwrap().to_str().unwrap().to_string();
+        let restored = ok_env(
+            &[
+                "restore",
+                "--repo",
+                &repo,
+                "--target-epoch",
+                &e,
+                "--target-store",
+                "jsonl:-",
+            ],
+            &with_key,
+        );
+        let c = metapitr::jsonl::compare(&restored, &std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert!(c.matches(), "epoch {e}: {c:?}");
+    }
+    // A key file works as the variable does.
+    let key_file = d.path().join("key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    ok(&[
+        "snapshot",
+        "list",
+        "--repo",
+        &repo,
+        "--encryption-key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    let restore = [
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        "jsonl:-",
+    ];
+    let err = fails(&restore, 2);
+    assert!(
+        err.contains("encrypted") && err.contains("METAPITR_ENCRYPTION_KEY"),
+        "{err}"
+    );
+    let wrong = [("METAPITR_ENCRYPTION_KEY", "00".repeat(32))];
+    let o = run(&restore, &wrong, None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("different key"), "{err}");
+    assert!(!err.contains(&key), "the key leaks: {err}");
+    let bad = [("METAPITR_ENCRYPTION_KEY", "not-hex".to_string())];
+    let o = run(&restore, &bad, None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("64 hex digits"));
+    // A flipped byte in an archived segment: corruption, naming the object.
+    let seg = std::fs::read_dir(d.path().join("repo/wal/00000001"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&seg, b).unwrap();
+    let first_truth = std::fs::read_dir(d.path().join("truth"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .min()
+        .unwrap();
+    let o = run(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--target-epoch",
+            &first_truth,
+            "--target-store",
+            "jsonl:-",
+        ],
+        &with_key,
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wal/00000001/"));
 }

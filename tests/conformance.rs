@@ -263,6 +263,7 @@ fn s3_missing_bucket_is_named() {
             url: "s3://no-such-bucket-here".into(),
             directory: None,
             s3: server.options(),
+            ..Default::default()
         };
         let repo = Repo::open_location(&loc, clock::system()).unwrap();
         let err = repo

@@ -279,7 +279,14 @@ fn export_import_export_is_byte_identical_through_every_store() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulated_repo(d.path());
     let export = d.path().join("export.jsonl");
-    ok(&["export", "--repo", &repo, "-o", export.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--repo",
+        &repo,
+        "-o",
+        export.to_str().unwrap(),
+        "--include-secrets",
+    ]);
     let original = std::fs::read_to_string(&export).unwrap();
     assert!(original.len() > 1000);
 
@@ -318,7 +325,7 @@ fn export_import_export_is_byte_identical_through_every_store() {
         ];
         import.extend(extra.iter().copied());
         ok(&import);
-        let mut exp = vec!["export", "--from-store", store];
+        let mut exp = vec!["export", "--from-store", store, "--include-secrets"];
         exp.extend(extra.iter().copied());
         let again = ok(&exp);
         assert!(again == original, "{store}: export after import differs");
@@ -389,7 +396,14 @@ fn import_with_initial_cluster_reinitializes_membership() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulated_repo(d.path());
     let export = d.path().join("export.jsonl");
-    ok(&["export", "--repo", &repo, "-o", export.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--repo",
+        &repo,
+        "-o",
+        export.to_str().unwrap(),
+        "--include-secrets",
+    ]);
     let out = d.path().join("new.jsonl");
     let store = format!("jsonl:{}", out.display());
     ok(&[
@@ -640,4 +654,73 @@ fn restore_cli_into_postgres_and_etcd() {
         ],
         6,
     );
+}
+
+/// Credentials never reach logs or error messages, even at the most verbose log level.
+#[test]
+fn credentials_never_appear_in_logs_or_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated_repo(d.path());
+    let trace = [("RUST_LOG", "trace".to_string())];
+    let pg = postgres();
+    let secret_pw = "pg-Secret-4711";
+    let url = format!(
+        "postgres://{}:{secret_pw}@127.0.0.1:{}/postgres",
+        pg.user, pg.port
+    );
+    let etcd_pw = "etcd-Secret-4712";
+    let auth = etcd_auth();
+    for args in [
+        vec![
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            &url,
+        ],
+        vec![
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            &auth.url("leak"),
+            "--etcd-auth",
+            "--etcd-username",
+            "root",
+            "--etcd-password",
+            etcd_pw,
+        ],
+        vec!["export", "--from-store", &url],
+    ] {
+        let o = run(&args, &trace, None);
+        assert!(!o.status.success(), "{args:?}");
+        for out in [&o.stdout, &o.stderr] {
+            let text = String::from_utf8_lossy(out);
+            assert!(
+                !text.contains(secret_pw) && !text.contains(etcd_pw),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    // The S3 secret key, wrong or right, at trace level.
+    let server = common::s3::s3();
+    let mut env = server.env();
+    env.push(("RUST_LOG", "trace".into()));
+    let s3_repo = format!("s3://{}/backup", server.bucket());
+    let o = run(&["snapshot", "list", "--repo", &s3_repo], &env, None);
+    assert!(o.status.success());
+    let mut wrong = env.clone();
+    wrong.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY", "s3-Secret-4713".into()));
+    let o2 = run(&["snapshot", "list", "--repo", &s3_repo], &wrong, None);
+    assert!(!o2.status.success());
+    for out in [&o.stdout, &o.stderr, &o2.stdout, &o2.stderr] {
+        let text = String::from_utf8_lossy(out);
+        assert!(
+            !text.contains(common::s3::SECRET_KEY) && !text.contains("s3-Secret-4713"),
+            "{text}"
+        );
+    }
 }

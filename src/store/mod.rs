@@ -186,14 +186,40 @@ impl TargetStore {
                 let fork = crate::timeline::Fork::of(state, rand::random::<u64>() | 1);
                 crate::timeline::write_fork(p, &fork)
             }
-            TargetStore::Jsonl(p) => write_jsonl_file(p, state),
-            TargetStore::Stdout => {
-                let out = std::io::stdout();
-                let mut lock = std::io::BufWriter::new(out.lock());
-                crate::jsonl::write(state, &mut lock).map_err(|e| Error::io("<stdout>", e))
-            }
+            TargetStore::Jsonl(p) => write_jsonl_file(p, &crate::jsonl::lines(state)),
+            TargetStore::Stdout => write_stdout(&crate::jsonl::lines(state)),
             TargetStore::Etcd(e) => e.write(&crate::jsonl::lines(state)).await,
             TargetStore::Sqlite(_) | TargetStore::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Writes an export (`metapitr export`, a JSONL file or stdout): as [`Self::write`], but
+    /// with every password hash redacted unless `include_secrets`.
+    pub async fn write_export(
+        &self,
+        state: &State,
+        force: bool,
+        include_secrets: bool,
+    ) -> Result<()> {
+        if include_secrets {
+            return self.write(state, force).await;
+        }
+        let mut lines = crate::jsonl::lines(state);
+        crate::jsonl::redact(&mut lines);
+        match self {
+            TargetStore::Jsonl(p) => {
+                if !self.is_empty().await? {
+                    if !force {
+                        return Err(Error::TargetNotEmpty(self.to_string()));
+                    }
+                    self.clear().await?;
+                }
+                write_jsonl_file(p, &lines)
+            }
+            TargetStore::Stdout => write_stdout(&lines),
+            other => Err(Error::InvalidInput(format!(
+                "an export goes to a JSONL file or stdout, not {other}"
+            ))),
         }
     }
 
@@ -250,15 +276,21 @@ impl TargetStore {
     }
 }
 
+fn write_stdout(lines: &[serde_json::Value]) -> Result<()> {
+    let out = std::io::stdout();
+    let mut lock = std::io::BufWriter::new(out.lock());
+    crate::jsonl::write_lines(lines, &mut lock).map_err(|e| Error::io("<stdout>", e))
+}
+
 /// Writes the export to a temporary file, syncs it and renames it into place.
-fn write_jsonl_file(p: &Path, state: &State) -> Result<()> {
+fn write_jsonl_file(p: &Path, lines: &[serde_json::Value]) -> Result<()> {
     if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let tmp = p.with_extension("jsonl.tmp");
     let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = std::io::BufWriter::new(f);
-    crate::jsonl::write(state, &mut w).map_err(|e| Error::io(&tmp, e))?;
+    crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&tmp, e))?;
     w.into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?
         .sync_all()

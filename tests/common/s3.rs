@@ -110,6 +110,7 @@ impl S3Server {
             url: format!("s3://{}", self.bucket()),
             directory: directory.map(String::from),
             s3: self.options(),
+            ..Default::default()
         }
     }
 
