@@ -99,8 +99,8 @@ pub fn open<'a>(kind: Kind, bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
         ));
     }
     let body_len = u64::from_le_bytes(le8(&bytes[8..16]));
-    let expected = (HEADER_LEN + TRAILER_LEN) as u64 + body_len;
-    if expected != bytes.len() as u64 {
+    let expected = body_len.checked_add((HEADER_LEN + TRAILER_LEN) as u64);
+    if expected != Some(bytes.len() as u64) {
         return Err(bad(
             8,
             format!(
@@ -146,33 +146,50 @@ pub fn compress(payload: &[u8]) -> Result<Vec<u8>> {
         .map_err(|e| Error::Internal(format!("zstd: {e}")))
 }
 
-/// Decompresses one zstd frame, verifying its content checksum. The declared content
-/// size is bounded before anything is allocated.
+/// Output reserved before decoding a frame is at most this many times the frame's length
+/// (plus [`DECODE_CHUNK`]); a frame that declares more grows its output as it decodes.
+pub const PREALLOC_RATIO: usize = 8;
+/// The smallest step by which the output of a frame grows while it decodes.
+pub const DECODE_CHUNK: usize = 128 << 10;
+/// The largest zstd window (log2 bytes) a frame may need when it is decoded in steps:
+/// 8 MiB, four times what level [`ZSTD_LEVEL`] writes. A frame whose whole declared content
+/// fits the reserved output decodes in one pass and needs no window buffer.
+pub const WINDOW_LOG_MAX: u32 = 23;
+
+/// The zstd frame magic number, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+fn zstd_internal(code: usize) -> Error {
+    Error::Internal(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
+}
+
+/// Decompresses one zstd frame, verifying its content checksum.
+///
+/// Memory is bounded by what the frame holds, not by what it claims: the declared content
+/// size must be at most [`MAX_PAYLOAD`]; the output reserved up front is the declared size
+/// only when that is at most [`PREALLOC_RATIO`] times the frame's length plus
+/// [`DECODE_CHUNK`], and otherwise grows (at most doubling, never past the declared size) as
+/// bytes actually decode; a frame that cannot decode in one pass may not need a window above
+/// 2^[`WINDOW_LOG_MAX`] bytes.
 pub fn decompress(data: &[u8], what: &str) -> Result<Vec<u8>> {
+    if data.len() < ZSTD_MAGIC.len() || data[..4] != ZSTD_MAGIC {
+        return Err(Error::corrupt(what, 0, "not a zstd frame"));
+    }
     let size = zstd::zstd_safe::get_frame_content_size(data)
         .map_err(|_| Error::corrupt(what, 0, "not a zstd frame"))?
         .ok_or_else(|| Error::corrupt(what, 0, "zstd frame does not declare its content size"))?;
-    if size > MAX_PAYLOAD {
-        return Err(Error::corrupt(
-            what,
-            0,
-            format!("declared size {size} is implausible"),
-        ));
-    }
-    let mut dec =
-        zstd::bulk::Decompressor::new().map_err(|e| Error::Internal(format!("zstd: {e}")))?;
-    let out = dec
-        .decompress(data, size as usize)
-        .map_err(|e| Error::corrupt(what, 0, format!("zstd frame does not decode: {e}")))?;
-    if out.len() as u64 != size {
-        return Err(Error::corrupt(
-            what,
-            0,
-            "zstd frame is shorter than it declares",
-        ));
-    }
-    // The bulk decompressor stops at the end of the first frame; anything after it
-    // would be silently ignored, so refuse it.
+    let declared = match usize::try_from(size) {
+        Ok(n) if size <= MAX_PAYLOAD => n,
+        _ => {
+            return Err(Error::corrupt(
+                what,
+                0,
+                format!("declared size {size} is implausible"),
+            ))
+        }
+    };
+    // Where the first frame ends, from its block headers alone. Anything after it would be
+    // silently ignored, so refuse it.
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(data)
         .map_err(|_| Error::corrupt(what, 0, "zstd frame is truncated"))?;
     if frame_len != data.len() {
@@ -181,9 +198,55 @@ pub fn decompress(data: &[u8], what: &str) -> Result<Vec<u8>> {
             frame_len as u64,
             format!(
                 "{} trailing bytes after the zstd frame",
-                data.len() - frame_len
+                data.len().saturating_sub(frame_len)
             ),
         ));
+    }
+    let bad = |reason: String| Error::corrupt(what, 0, reason);
+    let mut dctx = zstd::zstd_safe::DCtx::try_create()
+        .ok_or_else(|| Error::Internal("zstd: cannot create a decompression context".into()))?;
+    dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
+        .map_err(zstd_internal)?;
+    let initial = declared.min(
+        data.len()
+            .saturating_mul(PREALLOC_RATIO)
+            .saturating_add(DECODE_CHUNK),
+    );
+    let mut out: Vec<u8> = Vec::with_capacity(initial);
+    let mut input = zstd::zstd_safe::InBuffer::around(data);
+    loop {
+        if out.len() == out.capacity() && out.len() < declared {
+            let grow = (declared - out.len()).min(out.len().max(DECODE_CHUNK));
+            out.reserve_exact(grow);
+        }
+        let before = (input.pos(), out.len());
+        let pos = out.len();
+        // Decoding sets the length of `out` to what has been written.
+        let step = dctx.decompress_stream(
+            &mut zstd::zstd_safe::OutBuffer::around_pos(&mut out, pos),
+            &mut input,
+        );
+        match step {
+            // The frame is complete and its content checksum verified.
+            Ok(0) => break,
+            Ok(_) if (input.pos(), out.len()) == before => {
+                return Err(bad(if out.len() >= declared {
+                    format!("zstd frame holds more than the {declared} bytes it declares")
+                } else {
+                    "zstd frame is truncated".into()
+                }));
+            }
+            Ok(_) => {}
+            Err(code) => {
+                return Err(bad(format!(
+                    "zstd frame does not decode: {}",
+                    zstd::zstd_safe::get_error_name(code)
+                )))
+            }
+        }
+    }
+    if out.len() != declared {
+        return Err(bad("zstd frame is shorter than it declares".into()));
     }
     Ok(out)
 }
@@ -234,5 +297,94 @@ mod tests {
         let mid = z.len() / 2;
         flipped[mid] ^= 0x40;
         assert!(decompress(&flipped, "x").is_err());
+    }
+
+    #[test]
+    fn a_body_length_near_the_largest_is_corrupt() {
+        // Adding the header and trailer to this body length used to overflow (a panic in
+        // debug builds).
+        let mut env = seal(Kind::PinSet, b"body");
+        for len in [u64::MAX, u64::MAX - 19, u64::MAX - 20] {
+            env[8..16].copy_from_slice(&len.to_le_bytes());
+            let e = open(Kind::PinSet, &env, "p").unwrap_err().to_string();
+            assert!(e.contains("at byte offset 8"), "{e}");
+        }
+    }
+
+    /// A hand-made frame: 8-byte content size, content checksum flag, a window of
+    /// 2^`window_log` bytes (not single-segment), one last RLE block of `rle_len` bytes and a
+    /// checksum of zeros.
+    fn claiming_frame(content_size: u64, window_log: u8, rle_len: u32) -> Vec<u8> {
+        let mut f = ZSTD_MAGIC.to_vec();
+        f.push(0xC4);
+        f.push((window_log - 10) << 3);
+        f.extend_from_slice(&content_size.to_le_bytes());
+        let block = 1 | (1 << 1) | (rle_len << 3);
+        f.extend_from_slice(&block.to_le_bytes()[..3]);
+        f.push(0xAB);
+        f.extend_from_slice(&[0; 4]);
+        f
+    }
+
+    #[test]
+    fn a_claimed_content_size_is_not_reserved_up_front() {
+        // 22 bytes claiming the largest payload allowed: this used to reserve 4 GiB before
+        // decoding anything. Now at most PREALLOC_RATIO x 22 + DECODE_CHUNK is reserved,
+        // and the frame fails when its one block ends short of the claim.
+        let f = claiming_frame(MAX_PAYLOAD, 21, 1000);
+        assert_eq!(f.len(), 22);
+        let e = decompress(&f, "x").unwrap_err().to_string();
+        assert!(e.contains("at byte offset 0") && e.contains("zstd"), "{e}");
+        // One byte more than the limit is refused from the header alone.
+        let f = claiming_frame(MAX_PAYLOAD + 1, 21, 1000);
+        assert!(decompress(&f, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("implausible"));
+    }
+
+    #[test]
+    fn a_frame_decoded_in_steps_may_not_need_a_huge_window() {
+        // Claims 64 MiB (more than is reserved for 22 bytes, so it decodes in steps) with
+        // a 16 MiB window, above WINDOW_LOG_MAX: refused before the window is allocated.
+        let f = claiming_frame(64 << 20, 24, 1000);
+        let e = decompress(&f, "x").unwrap_err().to_string();
+        assert!(e.contains("does not decode"), "{e}");
+        // The same claim with a 2 MiB window decodes its block, then fails on the size.
+        let f = claiming_frame(64 << 20, 21, 1000);
+        assert!(decompress(&f, "x").is_err());
+    }
+
+    #[test]
+    fn highly_compressed_payloads_still_decode() {
+        // Far more than PREALLOC_RATIO x the frame: the output grows while decoding.
+        for payload in [
+            vec![0u8; 12 << 20],
+            (0..3_000_000u32).map(|i| (i % 7) as u8).collect::<Vec<_>>(),
+            Vec::new(),
+            vec![7u8; 1],
+        ] {
+            let z = compress(&payload).unwrap();
+            assert_eq!(decompress(&z, "x").unwrap(), payload);
+        }
+    }
+
+    #[test]
+    fn only_a_zstd_frame_is_accepted() {
+        // A skippable frame (magic 0x184D2A50, 0 bytes of content) used to decode to an
+        // empty payload.
+        let skippable = [0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0];
+        assert!(decompress(&skippable, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("not a zstd frame"));
+        for short in [
+            &[][..],
+            &[0x28][..],
+            &ZSTD_MAGIC[..],
+            &[0x28, 0xb5, 0x2f, 0xfd, 0xC4][..],
+        ] {
+            assert!(decompress(short, "x").is_err());
+        }
     }
 }

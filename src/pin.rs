@@ -135,6 +135,12 @@ impl PinSet {
                 return Err(bad(off, "bitmap length runs past the end"));
             }
             let bytes = &body[off + 8..off + 8 + len as usize];
+            check_treemap_layout(bytes).map_err(|(at, why)| {
+                bad(
+                    off + 8,
+                    &format!("bitmap does not decode: {why} (at byte {at} of the bitmap)"),
+                )
+            })?;
             let set = RoaringTreemap::deserialize_from(bytes)
                 .map_err(|e| bad(off + 8, &format!("bitmap does not decode: {e}")))?;
             if set.serialized_size() as u64 != len {
@@ -197,6 +203,94 @@ impl PinSet {
     }
 }
 
+/// Checks that every length a RoaringTreemap portable serialization states (bitmap count,
+/// container count, run count, array cardinality) is backed by bytes that are present and
+/// that the bitmaps end exactly at the end of `b`, without allocating; on failure returns
+/// the offset into `b` and the reason. Run before the bytes are deserialized, so that the
+/// deserializer never sizes a buffer by a claim the bytes do not back.
+fn check_treemap_layout(b: &[u8]) -> std::result::Result<(), (usize, String)> {
+    /// Container cookie of the format without run containers, followed by a u32 count.
+    const COOKIE_NO_RUNS: u32 = 12346;
+    /// Low 16 bits of the cookie of the format with run containers; count - 1 in the high
+    /// 16 bits.
+    const COOKIE_RUNS: u32 = 12347;
+    /// A container holding more values than this is an 8 KiB bitset, else a sorted array.
+    const ARRAY_MAX: usize = 4096;
+    const BITSET_BYTES: usize = 8192;
+    const MAX_CONTAINERS: usize = 1 << 16;
+
+    let mut at = 0usize;
+    let take =
+        |at: &mut usize, n: usize, what: &str| -> std::result::Result<usize, (usize, String)> {
+            let start = *at;
+            match start.checked_add(n) {
+                Some(end) if end <= b.len() => {
+                    *at = end;
+                    Ok(start)
+                }
+                _ => Err((
+                    start,
+                    format!(
+                        "{what} of {n} bytes runs past the end ({} left)",
+                        b.len() - start
+                    ),
+                )),
+            }
+        };
+    // `at` never passes the end of `b`, and every index below is into bytes `take` has
+    // just found present, so none can be out of range.
+    let u16_at = |p: usize| u16::from_le_bytes([b[p], b[p + 1]]) as usize;
+    let u32_at = |p: usize| u32::from_le_bytes(le4(&b[p..p + 4]));
+
+    let p = take(&mut at, 8, "bitmap count")?;
+    let bitmaps = u64::from_le_bytes(le8(&b[p..p + 8]));
+    // Every bitmap takes at least 12 bytes, so the count is bounded by the bytes present.
+    for _ in 0..bitmaps {
+        take(&mut at, 4, "bitmap key")?;
+        let cookie_at = take(&mut at, 4, "container cookie")?;
+        let cookie = u32_at(cookie_at);
+        let (containers, offsets, runs_at) = if cookie == COOKIE_NO_RUNS {
+            let p = take(&mut at, 4, "container count")?;
+            (u32_at(p) as usize, true, None)
+        } else if cookie & 0xffff == COOKIE_RUNS {
+            let n = (cookie >> 16) as usize + 1;
+            let p = take(&mut at, n.div_ceil(8), "run container bitset")?;
+            (n, n >= 4, Some(p))
+        } else {
+            return Err((
+                cookie_at,
+                format!("unknown container cookie {cookie:#010x}"),
+            ));
+        };
+        if containers > MAX_CONTAINERS {
+            return Err((
+                cookie_at,
+                format!("{containers} containers is more than {MAX_CONTAINERS}"),
+            ));
+        }
+        let descriptions = take(&mut at, containers * 4, "container descriptions")?;
+        if offsets {
+            take(&mut at, containers * 4, "container offsets")?;
+        }
+        for i in 0..containers {
+            let is_run = runs_at.is_some_and(|r| b[r + i / 8] & (1 << (i % 8)) != 0);
+            let cardinality = u16_at(descriptions + i * 4 + 2) + 1;
+            if is_run {
+                let p = take(&mut at, 2, "run count")?;
+                take(&mut at, u16_at(p) * 4, "runs")?;
+            } else if cardinality <= ARRAY_MAX {
+                take(&mut at, cardinality * 2, "array container")?;
+            } else {
+                take(&mut at, BITSET_BYTES, "bitset container")?;
+            }
+        }
+    }
+    if at != b.len() {
+        return Err((at, format!("{} bytes after the last bitmap", b.len() - at)));
+    }
+    Ok(())
+}
+
 /// The answer to "which of these objects may be deleted?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GcAnswer {
@@ -229,6 +323,7 @@ pub fn gc_check(pins: &[PinSet], current_epoch: u64, candidates: &RoaringTreemap
 /// The pin sets the repo names, one per timeline (none for an empty repo, which pins
 /// nothing and covers no epoch).
 pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
+    let mut missing: Option<(u64, Error)> = None;
     'again: for _ in 0..8 {
         let Some(m) = repo.load_manifest().await? else {
             return Ok(Vec::new());
@@ -237,15 +332,25 @@ pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
         for r in &m.pins {
             match PinSet::fetch(repo, r).await {
                 Ok(p) => out.push(p),
+                // Missing twice from the same manifest version: the object is gone.
+                Err(e @ Error::NotFound(_))
+                    if missing.as_ref().is_some_and(|(v, _)| *v == m.version) =>
+                {
+                    return Err(e)
+                }
                 // Replaced by a newer pin set after the manifest was read: read it again.
-                Err(Error::NotFound(_)) => continue 'again,
+                Err(e @ Error::NotFound(_)) => {
+                    missing = Some((m.version, e));
+                    continue 'again;
+                }
                 Err(e) => return Err(e),
             }
         }
         return Ok(out);
     }
-    Err(Error::Internal(
-        "the pin set kept moving while being read".into(),
+    Err(missing.map_or_else(
+        || Error::Internal("the pin set kept moving while being read".into()),
+        |(_, e)| e,
     ))
 }
 
@@ -390,4 +495,119 @@ pub async fn advance(
         window: &old.window - &died,
         keep: keep_objects(repo, m, tl).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PinSet {
+        let mut window: RoaringTreemap = (0..10u64).map(|i| i * 3).collect();
+        // A dense run: a bitset container.
+        window.extend(100_000..110_000u64);
+        // A second high key.
+        window.insert(7 << 40);
+        PinSet {
+            timeline: 2,
+            from_epoch: 10,
+            to_epoch: 20,
+            to_lsn: 30,
+            window,
+            keep: [5u64, 1 << 33].into_iter().collect(),
+        }
+    }
+
+    /// An envelope around a body with the given two bitmap serializations.
+    fn with_bitmaps(window: &[u8], keep: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8; 32];
+        for b in [window, keep] {
+            body.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            body.extend_from_slice(b);
+        }
+        codec::seal(Kind::PinSet, &body)
+    }
+
+    fn serialized(t: &RoaringTreemap) -> Vec<u8> {
+        let mut v = Vec::new();
+        t.serialize_into(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn round_trip_and_layout_check_accepts_what_is_written() {
+        let p = sample();
+        assert_eq!(PinSet::decode(&p.encode().unwrap(), "p").unwrap(), p);
+        for t in [&p.window, &p.keep, &RoaringTreemap::new()] {
+            check_treemap_layout(&serialized(t)).unwrap();
+        }
+    }
+
+    #[test]
+    fn container_counts_must_be_backed_by_bytes() {
+        // One bitmap whose container count claims 65536 containers in 16 bytes: the
+        // deserializer used to allocate 256 KiB of descriptions for it before reading.
+        let mut b = 1u64.to_le_bytes().to_vec();
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&12346u32.to_le_bytes());
+        b.extend_from_slice(&65536u32.to_le_bytes());
+        let e = PinSet::decode(&with_bitmaps(&b, &serialized(&RoaringTreemap::new())), "p")
+            .unwrap_err()
+            .to_string();
+        // The window bitmap starts at body offset 40, payload offset 56; its container
+        // descriptions at byte 20 of it.
+        assert!(
+            e.contains("at byte offset 56: bitmap does not decode"),
+            "{e}"
+        );
+        assert!(e.contains("container descriptions"), "{e}");
+        assert!(e.contains("at byte 20 of the bitmap"), "{e}");
+        // A count above what the format allows.
+        let mut over = b.clone();
+        over[16..20].copy_from_slice(&65537u32.to_le_bytes());
+        over.extend_from_slice(&[0; 64]);
+        assert!(check_treemap_layout(&over)
+            .unwrap_err()
+            .1
+            .contains("more than"));
+        // A huge bitmap count in 8 bytes.
+        let e = check_treemap_layout(&u64::MAX.to_le_bytes()).unwrap_err();
+        assert_eq!(e.0, 8);
+    }
+
+    #[test]
+    fn every_truncation_and_cookie_is_checked() {
+        let w = serialized(&sample().window);
+        for n in 0..w.len() {
+            assert!(check_treemap_layout(&w[..n]).is_err(), "cut at {n}");
+        }
+        let mut extra = w.clone();
+        extra.push(0);
+        assert_eq!(check_treemap_layout(&extra).unwrap_err().0, w.len());
+        let mut bad = w.clone();
+        bad[12] ^= 0x10;
+        assert!(check_treemap_layout(&bad).unwrap_err().1.contains("cookie"));
+    }
+
+    #[test]
+    fn run_containers_follow_the_portable_format() {
+        // One bitmap of one run container [10, 10 + 5]: cookie 12347 with count - 1 = 0,
+        // run bitset, description (key 0, cardinality - 1 = 5), 1 run.
+        let mut b = 1u64.to_le_bytes().to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&12347u32.to_le_bytes());
+        b.push(1);
+        b.extend_from_slice(&[0, 0, 5, 0]);
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&[10, 0, 5, 0]);
+        check_treemap_layout(&b).unwrap();
+        let t = RoaringTreemap::deserialize_from(&b[..]).unwrap();
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            (10..=15).map(|v| (3 << 32) | v).collect::<Vec<_>>()
+        );
+        // A run count the bytes do not hold.
+        let mut short = b.clone();
+        short[21..23].copy_from_slice(&1000u16.to_le_bytes());
+        assert!(check_treemap_layout(&short).unwrap_err().1.contains("runs"));
+    }
 }

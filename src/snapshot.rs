@@ -33,15 +33,22 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<State> {
     decode_payload(&payload, what)
 }
 
-fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
+/// The most levels a compaction group of a snapshot may have (Hummock uses a handful).
+/// Loading a group allocates its levels, so the count is checked first.
+pub const MAX_GROUP_LEVELS: u32 = 1024;
+/// The levels of all compaction groups together may number at most this many per byte of
+/// snapshot body, plus [`GROUP_LEVELS_FLOOR`]: a group costs at least four bytes to encode,
+/// so no group of up to 32 levels ever hits this bound.
+pub const GROUP_LEVELS_PER_BYTE: u64 = 8;
+/// Levels allowed in any snapshot, however small its body.
+pub const GROUP_LEVELS_FLOOR: u64 = 4096;
+
+/// Decodes a snapshot payload (an envelope, not compressed).
+pub(crate) fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
     let body = codec::open(Kind::Snapshot, payload, what)?;
-    let m = pb::MetaState::decode(body).map_err(|e| {
-        Error::corrupt(
-            what,
-            codec::HEADER_LEN as u64,
-            format!("does not decode: {e}"),
-        )
-    })?;
+    let corrupt = |reason: String| Error::corrupt(what, codec::HEADER_LEN as u64, reason);
+    let m = pb::MetaState::decode(body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
+    check_level_claims(&m, body.len()).map_err(|e| corrupt(format!("inconsistent state: {e}")))?;
     State::from_proto(m).map_err(|e| {
         Error::corrupt(
             what,
@@ -49,6 +56,33 @@ fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
             format!("inconsistent state: {e}"),
         )
     })
+}
+
+/// Refuses level counts that would allocate more than the body can justify, before
+/// [`State::from_proto`] allocates them.
+fn check_level_claims(m: &pb::MetaState, body_len: usize) -> std::result::Result<(), String> {
+    let Some(h) = &m.hummock else {
+        return Ok(());
+    };
+    let budget = (body_len as u64)
+        .saturating_mul(GROUP_LEVELS_PER_BYTE)
+        .saturating_add(GROUP_LEVELS_FLOOR);
+    let mut total = 0u64;
+    for g in &h.groups {
+        if g.max_level > MAX_GROUP_LEVELS {
+            return Err(format!(
+                "compaction group {} has {} levels, more than {MAX_GROUP_LEVELS}",
+                g.id, g.max_level
+            ));
+        }
+        total += u64::from(g.max_level);
+        if total > budget {
+            return Err(format!(
+                "compaction groups claim more than {budget} levels in a {body_len}-byte body"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the checkpoint of a meta store directory atomically (temp file, fsync, rename,
@@ -223,4 +257,60 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
         repo.delete(&snapshot_entry_key(s)).await?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_groups(max_levels: &[u32]) -> Vec<u8> {
+        let m = pb::MetaState {
+            timeline: 1,
+            hummock: Some(pb::HummockVersion {
+                groups: max_levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| pb::CompactionGroup {
+                        id: i as u64 + 2,
+                        max_level: *l,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        codec::seal(Kind::Snapshot, &m.encode_to_vec())
+    }
+
+    #[test]
+    fn round_trip() {
+        let payload = with_groups(&[6, 6, 32]);
+        let s = decode_payload(&payload, "s").unwrap();
+        assert_eq!(s.hummock.groups.len(), 3);
+        let z = encode(&s).unwrap();
+        assert_eq!(decode(&z, "s").unwrap(), s);
+    }
+
+    #[test]
+    fn level_counts_are_bounded_before_they_are_allocated() {
+        // A group claiming u32::MAX levels: loading it used to allocate 4 billion levels
+        // (about 100 GB).
+        let e = decode_payload(&with_groups(&[6, u32::MAX]), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("corrupt s at byte offset 16") && e.contains("levels"),
+            "{e}"
+        );
+        assert!(decode_payload(&with_groups(&[MAX_GROUP_LEVELS]), "s").is_ok());
+        assert!(decode_payload(&with_groups(&[MAX_GROUP_LEVELS + 1]), "s").is_err());
+        // Many groups each at the limit: more levels than the body can justify.
+        let e = decode_payload(&with_groups(&[MAX_GROUP_LEVELS; 64]), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("claim more than"), "{e}");
+        // Groups of up to 32 levels never hit the total bound.
+        assert!(decode_payload(&with_groups(&[32; 2000]), "s").is_ok());
+    }
 }

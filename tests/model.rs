@@ -340,3 +340,31 @@ fn the_simulator_is_deterministic_for_a_seed() {
     let (c, _) = run(43);
     assert_ne!(a, c);
 }
+
+/// A compaction group with more levels than a snapshot may load is refused when it is
+/// created, so that every recorded state can be snapshotted and loaded again.
+#[test]
+fn a_group_with_too_many_levels_is_refused() {
+    let mut s = base();
+    let d = HummockVersionDelta {
+        id: 2,
+        prev_id: 1,
+        group_deltas: vec![GroupDelta {
+            group_id: 9,
+            delta: Some(Delta::GroupConstruct(GroupConstruct {
+                max_level: metapitr::snapshot::MAX_GROUP_LEVELS + 1,
+                member_table_ids: vec![],
+            })),
+        }],
+        ..Default::default()
+    };
+    let err = s.apply_batch(2, &[c(Kind::HummockDelta(d))]).unwrap_err();
+    assert_eq!(
+        err.1,
+        ApplyError::TooManyLevels {
+            group: 9,
+            levels: metapitr::snapshot::MAX_GROUP_LEVELS + 1,
+            max: metapitr::snapshot::MAX_GROUP_LEVELS
+        }
+    );
+}

@@ -35,6 +35,8 @@ pub enum ApplyError {
     GroupNotFound { group: u64 },
     #[error("compaction group {group} already exists")]
     GroupExists { group: u64 },
+    #[error("compaction group {group} would have {levels} levels, more than {max}")]
+    TooManyLevels { group: u64, levels: u32, max: u32 },
     #[error("compaction group {group} still holds {ssts} SSTs; remove them before destroying it")]
     GroupNotEmpty { group: u64, ssts: usize },
     #[error("level {level} does not exist in compaction group {group} (max level {max_level})")]
@@ -472,6 +474,15 @@ impl State {
                 Delta::GroupConstruct(c) => {
                     if v.groups.contains_key(&group) {
                         return Err(ApplyError::GroupExists { group });
+                    }
+                    // The same bound a snapshot load applies (a group allocates a level
+                    // map per level).
+                    if c.max_level > crate::snapshot::MAX_GROUP_LEVELS {
+                        return Err(ApplyError::TooManyLevels {
+                            group,
+                            levels: c.max_level,
+                            max: crate::snapshot::MAX_GROUP_LEVELS,
+                        });
                     }
                     v.insert_group(
                         group,

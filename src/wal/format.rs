@@ -178,7 +178,12 @@ pub fn decode_frame(
         reason,
         incomplete,
     };
-    let rest = &data[off..];
+    let Some(rest) = data.get(off..) else {
+        return Err(err(
+            format!("offset is past the end of the {} bytes", data.len()),
+            true,
+        ));
+    };
     if rest.len() < FRAME_HEADER_LEN {
         return Err(err(format!("{} bytes of a frame header", rest.len()), true));
     }
@@ -250,7 +255,19 @@ pub fn scan(data: &[u8], what: &str) -> Result<Scan> {
     let mut error = None;
     let mut last_epoch = 0;
     while off < data.len() {
-        match decode_frame(data, off, header.first_lsn + records.len() as u64) {
+        let Some(expect_lsn) = header.first_lsn.checked_add(records.len() as u64) else {
+            error = Some(FrameError {
+                offset: off as u64,
+                reason: format!(
+                    "record {} after first lsn {} is past the largest lsn",
+                    records.len(),
+                    header.first_lsn
+                ),
+                incomplete: false,
+            });
+            break;
+        };
+        match decode_frame(data, off, expect_lsn) {
             Ok((r, next)) => {
                 if r.epoch < last_epoch {
                     error = Some(FrameError {
@@ -287,8 +304,8 @@ pub fn scan(data: &[u8], what: &str) -> Result<Scan> {
 /// Whether any intact frame with a plausible lsn starts after `from`: if one does, the
 /// damage at `from` is not a torn tail but corruption in the middle of the data.
 pub fn intact_frame_after(data: &[u8], from: usize, min_lsn: u64) -> Option<usize> {
-    let max_lsn = min_lsn + (data.len() / (FRAME_HEADER_LEN + BODY_FIXED_LEN)) as u64;
-    (from + 1
+    let max_lsn = min_lsn.saturating_add((data.len() / (FRAME_HEADER_LEN + BODY_FIXED_LEN)) as u64);
+    (from.saturating_add(1)
         ..data
             .len()
             .saturating_sub(FRAME_HEADER_LEN + BODY_FIXED_LEN - 1))
@@ -320,4 +337,72 @@ pub fn read_sealed(data: &[u8], what: &str) -> Result<(SegmentHeader, Vec<Record
         ));
     }
     Ok((s.header, s.records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{change, pb::IdGenerator};
+
+    fn change(next: u64) -> Change {
+        Change {
+            kind: Some(change::Kind::IdAdvance(IdGenerator { category: 5, next })),
+        }
+    }
+
+    /// A segment file starting at `first_lsn` holding one single-record commit per lsn.
+    fn segment(first_lsn: u64, lsns: &[u64]) -> Vec<u8> {
+        let mut data = SegmentHeader {
+            timeline: 1,
+            first_lsn,
+        }
+        .encode()
+        .to_vec();
+        for (i, lsn) in lsns.iter().enumerate() {
+            encode_record(&mut data, *lsn, 7, true, &change(i as u64)).unwrap();
+        }
+        data
+    }
+
+    #[test]
+    fn round_trip() {
+        let data = segment(5, &[5, 6, 7]);
+        let (h, records) = read_sealed(&data, "s").unwrap();
+        assert_eq!(h.first_lsn, 5);
+        assert_eq!(
+            records.iter().map(|r| r.lsn).collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
+    }
+
+    #[test]
+    fn a_frame_offset_past_the_end_is_an_error() {
+        // Used to panic slicing data[off..].
+        let data = segment(1, &[1]);
+        for off in [data.len() + 1, data.len() + 100, usize::MAX] {
+            let e = decode_frame(&data, off, 1).unwrap_err();
+            assert!(e.incomplete, "{e:?}");
+            assert_eq!(e.offset, off as u64);
+        }
+        assert!(decode_frame(&data, data.len(), 1).unwrap_err().incomplete);
+    }
+
+    #[test]
+    fn lsns_past_the_largest_are_corrupt() {
+        // A header at the largest lsn followed by two records: computing the lsn the
+        // second must carry used to overflow (a panic in debug builds).
+        let data = segment(u64::MAX, &[u64::MAX, 0]);
+        let s = scan(&data, "s").unwrap();
+        assert_eq!(s.records.len(), 1);
+        let e = s.error.unwrap();
+        assert!(e.reason.contains("past the largest lsn"), "{e:?}");
+        let e = read_sealed(&data, "s").unwrap_err().to_string();
+        assert!(e.contains("corrupt s at byte offset"), "{e}");
+        // The search for an intact frame after damage near the largest lsn used to
+        // overflow too.
+        let mut torn = segment(u64::MAX, &[u64::MAX]);
+        torn.extend_from_slice(&[0xff; 40]);
+        let _ = intact_frame_after(&torn, HEADER_LEN, u64::MAX);
+        let _ = intact_frame_after(&torn, usize::MAX, u64::MAX);
+    }
 }

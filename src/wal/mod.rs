@@ -205,7 +205,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
             let (h, records) = format::read_sealed(&data, &what)?;
             check_header(&h, seg, &what)?;
             let last = records.last().map(|r| (r.lsn, r.epoch)).unwrap_or_default();
-            expected = Some(last.0 + 1);
+            expected = Some(last.0.saturating_add(1));
             rec.last_epoch = last.1;
             continue;
         }
@@ -218,7 +218,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
         let s = format::scan(&data, &what)?;
         check_header(&s.header, seg, &what)?;
         let cut = if let Some(e) = &s.error {
-            let next_lsn = seg.first_lsn + s.records.len() as u64;
+            let next_lsn = seg.first_lsn.saturating_add(s.records.len() as u64);
             if let Some(p) = format::intact_frame_after(&data, e.offset as usize, next_lsn) {
                 return Err(Error::corrupt(
                     &what,
