@@ -169,12 +169,39 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
             }
             continue;
         }
-        for (base, new) in &new_pins {
-            if let Some(b) = base.filter(|b| crate::pin::pin_key(b) != crate::pin::pin_key(new)) {
-                repo.delete(&crate::pin::pin_key(&b)).await?;
-            }
+        for (_, new) in &new_pins {
+            sweep_pins(repo, new).await;
         }
         return compact_index(repo, &m).await;
+    }
+}
+
+/// Deletes the pin sets of `current`'s timeline that end before it: replaced ones, and any
+/// an interrupted publish or retention left behind. None of them can be published any
+/// more, since every new pin set extends the one the manifest names. Failures are logged
+/// and left to the next pass.
+async fn sweep_pins(repo: &Repo, current: &crate::model::pb::PinSetRef) {
+    let keep = crate::pin::pin_key(current);
+    let prefix = format!("pins/{:08}-", current.timeline);
+    // LIST takes whole path segments: list pins/ and match the timeline's keys.
+    let keys = match repo.list("pins/").await {
+        Ok(k) => k,
+        Err(e) => {
+            warn!(error = %e, "cannot list old pin sets; leaving them for the next pass");
+            return;
+        }
+    };
+    for (key, _) in keys {
+        let Some(rest) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let to_lsn = rest.split('-').next().and_then(|n| n.parse::<u64>().ok());
+        if key == keep || to_lsn.is_none_or(|l| l >= current.to_lsn) {
+            continue;
+        }
+        if let Err(e) = repo.delete(&key).await {
+            warn!(key, error = %e, "cannot delete a replaced pin set; the next pass retries");
+        }
     }
 }
 
@@ -458,6 +485,8 @@ pub struct ArchiveStatus {
     pub segments: u64,
     pub stored_bytes: u64,
     pub last_error: Option<String>,
+    /// What to do about `last_error`.
+    pub last_error_kind: Option<crate::error::ErrorKind>,
     /// Another writer took the timeline over; the archiver has stopped for good.
     pub fenced: bool,
 }
@@ -493,9 +522,11 @@ impl Archiver {
                             st.stored_bytes += rep.stored_bytes;
                         }
                         st.last_error = None;
+                        st.last_error_kind = None;
                     }
                     Err(e) => {
                         st.last_error = Some(e.to_string());
+                        st.last_error_kind = Some(e.kind());
                         st.fenced = e.kind() == crate::error::ErrorKind::Fenced;
                     }
                 });
@@ -513,10 +544,15 @@ impl Archiver {
                 if stopping {
                     break;
                 }
-                tokio::select! {
-                    _ = sealed.changed() => {}
-                    _ = stop_rx.changed() => {}
-                    _ = tokio::time::sleep(backoff) => {}
+                // Closed channels mean the recorder is gone without stopping us: stop too
+                // (a closed channel's changed() returns at once and would spin).
+                let gone = tokio::select! {
+                    r = sealed.changed() => r.is_err(),
+                    r = stop_rx.changed() => r.is_err(),
+                    _ = tokio::time::sleep(backoff) => false,
+                };
+                if gone {
+                    break;
                 }
             }
         });

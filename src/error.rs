@@ -94,6 +94,10 @@ pub enum Error {
         kind: ErrorKind,
     },
 
+    /// Archiving failed for the reason given, with the kind of the underlying error.
+    #[error("{reason}")]
+    Archive { reason: String, kind: ErrorKind },
+
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
     TargetNotEmpty(String),
 
@@ -127,7 +131,7 @@ impl Error {
                     _ => ErrorKind::Unavailable,
                 },
             },
-            Error::MetaStore { kind, .. } => *kind,
+            Error::MetaStore { kind, .. } | Error::Archive { kind, .. } => *kind,
             Error::Poisoned(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -10,6 +10,7 @@ pub mod crypt;
 pub mod demo;
 pub mod epoch;
 pub mod error;
+pub mod faulty_store;
 pub mod fuzz;
 pub mod hummock;
 pub mod jsonl;

@@ -23,7 +23,7 @@ use tracing::info;
 use crate::archive::{ArchiveStatus, Archiver};
 use crate::clock::SharedClock;
 use crate::epoch;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::SnapshotEntry;
 use crate::model::{Change, State};
 use crate::repo::Repo;
@@ -80,8 +80,17 @@ pub struct Recorder {
 /// replay its first records onto. Before its first segment is archived, the repo gets a
 /// snapshot of the starting state, and the timeline records the lsn it starts after, so
 /// that its first segment chains on and every epoch from the start is restorable.
-async fn register_start(repo: &Repo, state: &State) -> Result<()> {
+///
+/// A store whose local WAL still starts at lsn 1 holds its whole history, even if none of
+/// it was archived yet (the repo was unreachable): the archiver ships it from the start.
+async fn register_start(repo: &Repo, dir: &Path, state: &State) -> Result<()> {
     if state.lsn == 0 {
+        return Ok(());
+    }
+    if wal::list_segments(dir)?
+        .first()
+        .is_some_and(|s| s.first_lsn == 1)
+    {
         return Ok(());
     }
     let m = repo.load_manifest().await?.unwrap_or_default();
@@ -170,6 +179,8 @@ impl Recorder {
             opts.wal.clone(),
             clock.clone(),
         )?;
+        // The state the local WAL continues from.
+        let base = state.clone();
         let local = wal::read_local_records(dir, state.lsn)?;
         let base_lsn = state.lsn;
         for r in local.iter().filter(|r| r.lsn > base_lsn) {
@@ -183,7 +194,7 @@ impl Recorder {
             )));
         }
         if opts.archive {
-            register_start(&repo, &state).await?;
+            register_start(&repo, dir, &base).await?;
         }
         let archiver = opts.archive.then(|| {
             Archiver::spawn(
@@ -368,9 +379,12 @@ impl Recorder {
             .state;
         snapshot::write_checkpoint(&dir, &state)?;
         if let Some(e) = &status.last_error {
-            return Err(Error::Internal(format!(
-                "the last archive pass failed: {e}"
-            )));
+            let why = format!("the last archive pass failed: {e}");
+            return Err(match status.last_error_kind {
+                Some(ErrorKind::Fenced) => Error::Fenced(why),
+                Some(kind) => Error::Archive { reason: why, kind },
+                None => Error::Internal(why),
+            });
         }
         Ok(status)
     }
