@@ -106,5 +106,21 @@ fn restore_and_snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, wal_append, restore_and_snapshot);
+/// Sealing and opening a repo object of 1 MiB with AES-256-GCM (encrypted repos).
+fn crypt(c: &mut Criterion) {
+    let key = metapitr::crypt::Key::from_bytes(&[7u8; 32]);
+    let plain: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31) as u8).collect();
+    let sealed = key.seal("wal/00000001/x.wal.zst", &plain).unwrap();
+    let mut g = c.benchmark_group("crypt");
+    g.throughput(Throughput::Bytes(plain.len() as u64));
+    g.bench_function("seal_1mib", |b| {
+        b.iter(|| key.seal("wal/00000001/x.wal.zst", &plain).unwrap())
+    });
+    g.bench_function("open_1mib", |b| {
+        b.iter(|| key.open("wal/00000001/x.wal.zst", &sealed).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, wal_append, restore_and_snapshot, crypt);
 criterion_main!(benches);

@@ -28,6 +28,8 @@
 
 mod common;
 
+use common::assert_matches;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -300,17 +302,6 @@ async fn needs(
         out.insert(*e, keys);
     }
     out
-}
-
-fn assert_matches(restored: &str, truth: &str, what: &str) {
-    let c = jsonl::compare(restored, truth).unwrap();
-    assert!(
-        c.matches(),
-        "{what}: {} missing, {} unexpected, ids below truth {:?}",
-        c.missing.len(),
-        c.unexpected.len(),
-        c.ids_below_truth
-    );
 }
 
 /// With `key` damaged (middle byte flipped): a restore that needs it fails naming it, and

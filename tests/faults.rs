@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::assert_matches;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -263,19 +265,6 @@ fn run_on(
         resumed,
         result,
     }
-}
-
-fn assert_matches(restored: &str, truth: &str, what: &str) {
-    let c = jsonl::compare(restored, truth).unwrap();
-    assert!(
-        c.matches(),
-        "{what}: {} missing, {} unexpected, ids below truth {:?}\nmissing: {:?}\nunexpected: {:?}",
-        c.missing.len(),
-        c.unexpected.len(),
-        c.ids_below_truth,
-        c.missing.iter().take(3).collect::<Vec<_>>(),
-        c.unexpected.iter().take(3).collect::<Vec<_>>()
-    );
 }
 
 /// The keys of every object under `prefix`, with their bytes.

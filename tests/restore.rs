@@ -17,17 +17,8 @@ async fn restore_jsonl(repo: &metapitr::repo::Repo, target: Target) -> (restore:
 }
 
 fn assert_matches(restored: &str, truth: &str, what: &str) {
-    let c = jsonl::compare(restored, truth).unwrap();
-    assert!(
-        c.matches(),
-        "{what}: {} missing, {} unexpected, ids below truth {:?}\nmissing: {:?}\nunexpected: {:?}",
-        c.missing.len(),
-        c.unexpected.len(),
-        c.ids_below_truth,
-        c.missing.iter().take(3).collect::<Vec<_>>(),
-        c.unexpected.iter().take(3).collect::<Vec<_>>()
-    );
-    assert!(c.lines > 10);
+    common::assert_matches(restored, truth, what);
+    assert!(jsonl::compare(restored, truth).unwrap().lines > 10);
 }
 
 proptest! {

@@ -178,3 +178,18 @@ pub async fn damage_object(repo: &Repo, key: &str, mask: u8) {
     bytes[mid] ^= mask;
     store.put(&path, bytes.into()).await.unwrap();
 }
+
+/// Asserts that a restored export equals a truth export (see `jsonl::compare`), showing a
+/// few differing lines when it does not.
+pub fn assert_matches(restored: &str, truth: &str, what: &str) {
+    let c = metapitr::jsonl::compare(restored, truth).unwrap();
+    assert!(
+        c.matches(),
+        "{what}: {} missing, {} unexpected, ids below truth {:?}\nmissing: {:?}\nunexpected: {:?}",
+        c.missing.len(),
+        c.unexpected.len(),
+        c.ids_below_truth,
+        c.missing.iter().take(3).collect::<Vec<_>>(),
+        c.unexpected.iter().take(3).collect::<Vec<_>>()
+    );
+}
