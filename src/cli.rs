@@ -228,6 +228,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: RetentionCmd,
     },
+    /// Measure recovery: build a history with the simulator, restore to random epochs,
+    /// report RTO, bytes fetched, memory, archive size and lag (result.json, report.html).
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Simulate 10 days with a 7-day retention window and vacuum, restore to an epoch six
     /// days back between two snapshots, validate its SSTs and check it against the truth.
     Demo {
@@ -239,6 +245,38 @@ pub enum Command {
         epochs: u64,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Recovery time and archive cost on a simulated history.
+    Recovery {
+        /// The repo to build the history in (default: a fresh directory under --out).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Simulated span of the history.
+        #[arg(long, default_value = "7d")]
+        window: String,
+        #[arg(long, default_value_t = 1000)]
+        epoch_interval_ms: u64,
+        /// SSTs the version grows to.
+        #[arg(long, default_value_t = 100_000)]
+        ssts: usize,
+        /// Catalog objects the catalog grows to.
+        #[arg(long, default_value_t = 10_000)]
+        catalog: usize,
+        /// Epochs between snapshots.
+        #[arg(long, default_value_t = 3600)]
+        snapshot_every: u64,
+        /// Restores to random epochs across the history.
+        #[arg(long, default_value_t = 20)]
+        restores: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where result.json and report.html go.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -697,6 +735,62 @@ pub async fn run(cli: Cli) -> Result<()> {
             ))
         }
         Command::Demo { dir, epochs, seed } => crate::demo::run(dir, epochs, seed).await,
+        Command::Bench {
+            cmd:
+                BenchCmd::Recovery {
+                    repo,
+                    window,
+                    epoch_interval_ms,
+                    ssts,
+                    catalog,
+                    snapshot_every,
+                    restores,
+                    seed,
+                    out: out_dir,
+                },
+        } => {
+            let cfg = crate::bench::RecoveryConfig {
+                window_ms: crate::retention::Policy::parse_window(&window)?,
+                epoch_interval_ms,
+                ssts,
+                catalog,
+                snapshot_every,
+                restores,
+                seed,
+            };
+            let work = out_dir.join("work");
+            if work.exists() {
+                return Err(Error::TargetNotEmpty(format!(
+                    "{} (a previous run's history; remove it or choose another --out)",
+                    work.display()
+                )));
+            }
+            let repo_url =
+                repo.unwrap_or_else(|| format!("file://{}", work.join("repo").display()));
+            let loc = RepoArg {
+                repo: Some(repo_url),
+                ..Default::default()
+            }
+            .location()?;
+            let r = crate::bench::recovery(&cfg, &loc, &work).await?;
+            let (json, html) = crate::bench::write_report(&r, &out_dir)?;
+            out(format!(
+                "{} epochs, {} SSTs, {} catalog objects, built in {:.1} s; RTO p50 {:.1} ms, \
+                 p99 {:.1} ms; {:.1} archived bytes per epoch; archive lag p99 {} ms; peak \
+                 RSS {} MiB\nwrote {} and {}",
+                r.epochs,
+                r.final_ssts,
+                r.final_catalog_objects,
+                r.build_seconds,
+                r.rto_ms_p50,
+                r.rto_ms_p99,
+                r.archived_bytes_per_epoch,
+                r.archive_lag_ms_p99,
+                r.peak_rss_bytes >> 20,
+                json.display(),
+                html.display()
+            ))
+        }
         Command::GcCheck {
             repo,
             current_epoch,

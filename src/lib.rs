@@ -2,6 +2,7 @@
 //! service. Data flows one way: commit → [`wal`] → [`archive`] → [`snapshot`] → [`restore`].
 
 pub mod archive;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod codec;

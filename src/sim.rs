@@ -1039,6 +1039,9 @@ pub struct RunOptions {
     /// Every N epochs, delete from the Hummock storage the objects that left the live
     /// version and that gc-check reports safe. Default `None`.
     pub vacuum_every: Option<u64>,
+    /// Every N epochs, record the archive's lag behind the commits
+    /// ([`RunReport::archive_lag_ms`]). Default `None`.
+    pub lag_every: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -1055,6 +1058,7 @@ impl Default for RunOptions {
             },
             hummock_storage: None,
             ack_log: None,
+            lag_every: None,
             retention: None,
             vacuum_every: None,
         }
@@ -1078,6 +1082,10 @@ pub struct RunReport {
     /// Retention passes that moved the window, and the window's start at the end.
     pub retention_moves: u64,
     pub window_start: u64,
+    /// Archive lag samples (see [`RunOptions::lag_every`]): the wall-clock age of the
+    /// oldest acknowledged commit not yet archived (0 when everything is archived), the
+    /// data a crash of the machine at that moment could lose.
+    pub archive_lag_ms: Vec<u64>,
 }
 
 /// The simulated vacuum: objects that left the live version wait here until a pin set
@@ -1172,6 +1180,7 @@ pub async fn run_with_repo(
     let mut report = RunReport::default();
     let mut pending = std::collections::VecDeque::new();
     let mut acks = AckLog::open(opts.ack_log.as_deref())?;
+    let mut unarchived = std::collections::VecDeque::new();
     let mut vacuum = Vacuum::default();
     for i in 0..opts.epochs {
         let (epoch, changes) = sim.next_epoch()?;
@@ -1202,6 +1211,10 @@ pub async fn run_with_repo(
         }
         report.last_epoch = epoch;
         pending.push_back((epoch, rec.commit_nowait(epoch, changes)?));
+        if opts.lag_every.is_some() {
+            // Wall-clock measurement of the archive lag (a benchmark, not simulated time).
+            unarchived.push_back((epoch, std::time::Instant::now()));
+        }
         while pending.len() >= opts.in_flight.max(1) {
             if let Some((e, f)) = pending.pop_front() {
                 f.await?;
@@ -1229,6 +1242,18 @@ pub async fn run_with_repo(
                     report.retention_moves += 1;
                 }
             }
+        }
+        if opts.lag_every.is_some_and(|k| k > 0 && n % k == 0) {
+            let archived = rec.archive_status().map_or(0, |s| s.archived_epoch);
+            while unarchived.front().is_some_and(|(e, _)| *e <= archived) {
+                unarchived.pop_front();
+            }
+            let age = unarchived
+                .front()
+                .map_or(0, |(_, t): &(u64, std::time::Instant)| {
+                    t.elapsed().as_millis() as u64
+                });
+            report.archive_lag_ms.push(age);
         }
         if let (Some(k), Some(storage)) = (opts.vacuum_every, &opts.hummock_storage) {
             if k > 0 && n % k == 0 {

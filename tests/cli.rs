@@ -1032,3 +1032,59 @@ fn encrypted_repo_round_trips_and_wrong_keys_are_clear() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("wal/00000001/"));
 }
+
+/// `bench recovery` builds a history, restores across it, and writes result.json (with the
+/// fields an operator compares) and an HTML report with SVG plots.
+#[test]
+fn bench_recovery_writes_a_result_and_a_report() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("bench");
+    let text = ok(&[
+        "bench",
+        "recovery",
+        "--window",
+        "20m",
+        "--ssts",
+        "300",
+        "--catalog",
+        "50",
+        "--snapshot-every",
+        "300",
+        "--restores",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text.contains("RTO p50"), "{text}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    for f in [
+        "rto_ms_p50",
+        "rto_ms_p99",
+        "archived_bytes_per_epoch",
+        "archive_lag_ms_p99",
+    ] {
+        assert!(r[f].is_number(), "{f} in {r}");
+    }
+    assert_eq!(r["epochs"].as_u64(), Some(1200));
+    let samples = r["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 6);
+    assert!(samples.iter().all(|s| s["ms"].as_f64().unwrap() > 0.0));
+    assert!(r["rto_ms_p99"].as_f64() >= r["rto_ms_p50"].as_f64());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert_eq!(html.matches("<circle").count(), 12);
+    // A second run into the same --out is refused rather than mixing histories.
+    let err = fails(
+        &[
+            "bench",
+            "recovery",
+            "--window",
+            "1m",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("not empty"), "{err}");
+}

@@ -1,0 +1,346 @@
+//! `metapitr bench recovery`: builds a history with the simulator, restores to random
+//! epochs across it, and reports recovery time (RTO), what a restore fetches, peak memory,
+//! archive size and archive lag, as `result.json` and an HTML report with SVG plots.
+//!
+//! Restore times are wall-clock, one restore at a time, from the repo the history was
+//! archived to (cold: each restore reads its snapshot and segments again). Archive lag is
+//! wall-clock too, sampled while the simulator commits as fast as it can: the age of the
+//! oldest acknowledged commit not yet archived (what a machine lost at that moment would
+//! lose). The simulator runs far faster than real time, so the archiver is under more load
+//! than one epoch per second puts on it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::repo::{Repo, RepoLocation};
+use crate::restore::{self, Target};
+use crate::sim::{self, RunOptions, SimConfig};
+
+/// What to build and measure. Defaults are the issue's reference history: 7 days at one
+/// epoch per second, 100,000 SSTs, 10,000 catalog objects.
+#[derive(Debug, Clone)]
+pub struct RecoveryConfig {
+    /// Simulated span of the history. Default 7 days.
+    pub window_ms: u64,
+    /// Simulated time between epochs. Default 1000 ms.
+    pub epoch_interval_ms: u64,
+    /// SSTs the version holds once grown. Default 100,000.
+    pub ssts: usize,
+    /// Catalog objects the catalog holds once grown. Default 10,000.
+    pub catalog: usize,
+    /// Epochs between snapshots. Default 3600 (an hour at 1 s per epoch).
+    pub snapshot_every: u64,
+    /// Restores to random epochs. Default 20.
+    pub restores: usize,
+    pub seed: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            window_ms: 7 * 24 * 3_600_000,
+            epoch_interval_ms: 1000,
+            ssts: 100_000,
+            catalog: 10_000,
+            snapshot_every: 3600,
+            restores: 20,
+            seed: 1,
+        }
+    }
+}
+
+/// One restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub target_epoch: u64,
+    /// Where the target lies in the history, 0 (first epoch) to 1 (last).
+    pub position: f64,
+    /// Epoch time between the plan's base snapshot and the target (0 without one).
+    pub since_snapshot_ms: u64,
+    pub segments: usize,
+    pub fetched_bytes: u64,
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryResult {
+    pub repo: String,
+    pub epochs: u64,
+    pub records: u64,
+    pub final_ssts: usize,
+    pub final_catalog_objects: usize,
+    pub snapshot_every: u64,
+    pub build_seconds: f64,
+    pub rto_ms_p50: f64,
+    pub rto_ms_p99: f64,
+    pub rto_ms_max: f64,
+    pub fetched_bytes_p50: u64,
+    pub peak_rss_bytes: u64,
+    pub archived_bytes: u64,
+    pub archived_bytes_per_epoch: f64,
+    /// Bytes of the newest state as the JSONL export, for the archive's compression.
+    pub final_state_json_bytes: u64,
+    pub archive_lag_ms_p50: u64,
+    pub archive_lag_ms_p99: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// The value at quantile `q` (0..=1) of `v`, sorted in place (nearest rank).
+fn quantile<T: Copy + PartialOrd>(v: &mut [T], q: f64) -> Option<T> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return None;
+    }
+    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[i])
+}
+
+/// The peak resident set of this process (VmHWM), if the platform tells.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Builds the history into `repo` (WAL in `work`), then restores and measures.
+pub async fn recovery(
+    cfg: &RecoveryConfig,
+    repo: &RepoLocation,
+    work: &Path,
+) -> Result<RecoveryResult> {
+    let epochs = (cfg.window_ms / cfg.epoch_interval_ms.max(1)).max(2);
+    let mut opts = RunOptions {
+        sim: SimConfig {
+            seed: cfg.seed,
+            epoch_interval_ms: cfg.epoch_interval_ms,
+            target_ssts: cfg.ssts,
+            target_catalog: cfg.catalog,
+            ..Default::default()
+        },
+        epochs,
+        snapshot_every: Some(cfg.snapshot_every.max(1)),
+        lag_every: Some((epochs / 1000).max(1)),
+        ..Default::default()
+    };
+    opts.recorder.wal.sync = true;
+    let t = Instant::now();
+    let report = sim::run(repo.clone(), &work.join("wal"), opts).await?;
+    let build_seconds = t.elapsed().as_secs_f64();
+    let repo = Repo::open_location(repo, crate::clock::system())?;
+    let m = repo.manifest().await?;
+    let tl = m.newest_timeline();
+    let archived_bytes = m.timeline(tl).map_or(0, |t| t.archived_bytes())
+        + m.snapshots.iter().map(|s| s.stored_size).sum::<u64>();
+    let (first, last) = (report.first_epoch, report.last_epoch);
+    let ranges = restore::restorable_ranges(&m, tl);
+    if ranges.is_empty() {
+        return Err(Error::NotFound(format!(
+            "{} holds nothing restorable after the build",
+            repo.url()
+        )));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x0062_656e_6368);
+    let mut samples = Vec::with_capacity(cfg.restores);
+    let mut final_json = 0;
+    for i in 0..cfg.restores.max(1) {
+        // The last restore is always the newest epoch.
+        let target = if i + 1 == cfg.restores.max(1) {
+            last
+        } else {
+            let (a, b) = ranges[rng.random_range(0..ranges.len())];
+            rng.random_range(a..=b)
+        };
+        let t = Instant::now();
+        let plan = restore::plan(&repo, &m, Some(tl), Target::Epoch(target)).await?;
+        let state = restore::execute(&repo, &plan).await?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if target == last {
+            final_json = crate::jsonl::to_string(&state).len() as u64;
+        }
+        samples.push(Sample {
+            target_epoch: target,
+            position: if last > first {
+                (target - first) as f64 / (last - first) as f64
+            } else {
+                1.0
+            },
+            since_snapshot_ms: plan.snapshot.as_ref().map_or(0, |s| {
+                crate::epoch::to_unix_ms(target)
+                    .saturating_sub(crate::epoch::to_unix_ms(s.max_committed_epoch))
+            }),
+            segments: plan.segments.len(),
+            fetched_bytes: plan.fetch_bytes,
+            ms,
+        });
+    }
+    let mut rto: Vec<f64> = samples.iter().map(|s| s.ms).collect();
+    let mut fetched: Vec<u64> = samples.iter().map(|s| s.fetched_bytes).collect();
+    let mut lag = report.archive_lag_ms.clone();
+    Ok(RecoveryResult {
+        repo: repo.url().to_string(),
+        epochs,
+        records: report.records,
+        final_ssts: report.final_state_ssts,
+        final_catalog_objects: report.final_catalog_objects,
+        snapshot_every: cfg.snapshot_every,
+        build_seconds,
+        rto_ms_p50: quantile(&mut rto, 0.5).unwrap_or(0.0),
+        rto_ms_p99: quantile(&mut rto, 0.99).unwrap_or(0.0),
+        rto_ms_max: quantile(&mut rto, 1.0).unwrap_or(0.0),
+        fetched_bytes_p50: quantile(&mut fetched, 0.5).unwrap_or(0),
+        peak_rss_bytes: peak_rss_bytes(),
+        archived_bytes,
+        archived_bytes_per_epoch: archived_bytes as f64 / epochs as f64,
+        final_state_json_bytes: final_json,
+        archive_lag_ms_p50: quantile(&mut lag, 0.5).unwrap_or(0),
+        archive_lag_ms_p99: quantile(&mut lag, 0.99).unwrap_or(0),
+        samples,
+    })
+}
+
+/// Writes `result.json` and `report.html` into `out`.
+pub fn write_report(r: &RecoveryResult, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let json = out.join("result.json");
+    let text = serde_json::to_string_pretty(r)
+        .map_err(|e| Error::Internal(format!("result does not serialize: {e}")))?;
+    std::fs::write(&json, text).map_err(|e| Error::io(&json, e))?;
+    let html = out.join("report.html");
+    std::fs::write(&html, html_report(r)).map_err(|e| Error::io(&html, e))?;
+    Ok((json, html))
+}
+
+/// A scatter plot as an SVG element.
+fn scatter(title: &str, x_label: &str, points: &[(f64, f64)]) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 300.0;
+    const M: f64 = 48.0;
+    let max_x = points.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
+    let max_y = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+         role=\"img\" aria-label=\"{title}\"><title>{title}</title>\
+         <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\
+         <line x1=\"{M}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>\
+         <line x1=\"{M}\" y1=\"{M2}\" x2=\"{M}\" y2=\"{y0}\" stroke=\"black\"/>\
+         <text x=\"{xm}\" y=\"{yl}\" text-anchor=\"middle\" font-size=\"12\">{x_label}</text>\
+         <text x=\"12\" y=\"{ym}\" font-size=\"12\" transform=\"rotate(-90 12 {ym})\" \
+         text-anchor=\"middle\">restore time (ms)</text>\
+         <text x=\"{M}\" y=\"{M3}\" font-size=\"11\">{max_y:.1}</text>\
+         <text x=\"{x1}\" y=\"{yt}\" font-size=\"11\" text-anchor=\"end\">{max_x:.3}</text>",
+        y0 = H - M,
+        x1 = W - 16.0,
+        M2 = 16.0,
+        M3 = 12.0,
+        xm = W / 2.0,
+        yl = H - 12.0,
+        ym = H / 2.0,
+        yt = H - M + 14.0,
+    );
+    for (x, y) in points {
+        let px = M + x / max_x * (W - M - 16.0);
+        let py = (H - M) - y / max_y * (H - M - 16.0);
+        s.push_str(&format!(
+            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"steelblue\"/>"
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn html_report(r: &RecoveryResult) -> String {
+    let by_position: Vec<(f64, f64)> = r.samples.iter().map(|s| (s.position, s.ms)).collect();
+    let by_snapshot: Vec<(f64, f64)> = r
+        .samples
+        .iter()
+        .map(|s| (s.since_snapshot_ms as f64 / 1000.0, s.ms))
+        .collect();
+    let row = |k: &str, v: String| format!("<tr><th>{k}</th><td>{v}</td></tr>");
+    let rows = [
+        row("repo", r.repo.clone()),
+        row("epochs (records)", format!("{} ({})", r.epochs, r.records)),
+        row(
+            "final version",
+            format!(
+                "{} SSTs, {} catalog objects",
+                r.final_ssts, r.final_catalog_objects
+            ),
+        ),
+        row("snapshot every", format!("{} epochs", r.snapshot_every)),
+        row("history built in", format!("{:.1} s", r.build_seconds)),
+        row(
+            "RTO p50 / p99 / max",
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                r.rto_ms_p50, r.rto_ms_p99, r.rto_ms_max
+            ),
+        ),
+        row(
+            "bytes fetched per restore (p50)",
+            r.fetched_bytes_p50.to_string(),
+        ),
+        row(
+            "peak memory (RSS)",
+            format!("{} MiB", r.peak_rss_bytes >> 20),
+        ),
+        row(
+            "archived (segments + snapshots)",
+            format!(
+                "{} bytes, {:.1} per epoch",
+                r.archived_bytes, r.archived_bytes_per_epoch
+            ),
+        ),
+        row(
+            "newest state as JSONL",
+            format!("{} bytes", r.final_state_json_bytes),
+        ),
+        row(
+            "archive lag p50 / p99 (wall clock)",
+            format!("{} / {} ms", r.archive_lag_ms_p50, r.archive_lag_ms_p99),
+        ),
+    ]
+    .join("\n");
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>metapitr recovery \
+         benchmark</title><style>body{{font-family:sans-serif;max-width:720px;margin:2em auto}}\
+         th{{text-align:left;padding-right:1em}}</style></head><body>\n\
+         <h1>metapitr recovery benchmark</h1>\n<table>\n{rows}\n</table>\n\
+         <h2>Restore time against target position</h2>\n{}\n\
+         <h2>Restore time against distance from the base snapshot</h2>\n{}\n\
+         <p>Each point is one restore, from the repo, one at a time.</p>\n</body></html>\n",
+        scatter(
+            "restore time against target position",
+            "target position in the history (0 = first epoch, 1 = newest)",
+            &by_position
+        ),
+        scatter(
+            "restore time against distance from the base snapshot",
+            "epoch time since the base snapshot (s)",
+            &by_snapshot
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(quantile(&mut v, 0.5), Some(3.0));
+        assert_eq!(quantile(&mut v, 0.99), Some(5.0));
+        assert_eq!(quantile(&mut v, 0.0), Some(1.0));
+        assert_eq!(quantile::<f64>(&mut [], 0.5), None);
+    }
+}
