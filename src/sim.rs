@@ -240,7 +240,10 @@ impl Simulator {
             }
             self.backfill_progress(&mut delta);
             self.flush(&mut ids, &mut delta, epoch);
-            if self.rng.random::<f64>() < self.cfg.compaction_rate {
+            // Above the target size, compaction runs every epoch (and shrinks harder, see
+            // `compact`), so that the version levels off near `target_ssts`.
+            let over = self.state.hummock.sst_count() > self.cfg.target_ssts;
+            if over || self.rng.random::<f64>() < self.cfg.compaction_rate {
                 self.compact(&mut ids, &mut delta, epoch);
             }
         }
@@ -933,7 +936,12 @@ impl Simulator {
                 return;
             };
             let level: Vec<u64> = g.levels[l as usize - 1].keys().copied().collect();
-            let n = self.rng.random_range(1..=4usize).min(level.len());
+            let n = if shrink {
+                self.rng.random_range(8..=32usize)
+            } else {
+                self.rng.random_range(1..=4usize)
+            }
+            .min(level.len());
             (
                 l,
                 l + 1,
@@ -948,7 +956,7 @@ impl Simulator {
             .collect();
         let n_in = removed_from.len() + removed_to.len();
         let n_out = if shrink {
-            (n_in / 2).max(1)
+            (n_in / 4).max(1)
         } else {
             n_in.max(1)
         };
