@@ -251,33 +251,50 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
     /// Recovery time and archive cost on a simulated history.
-    Recovery {
-        /// The repo to build the history in (default: a fresh directory under --out).
-        #[arg(long)]
-        repo: Option<String>,
-        /// Simulated span of the history.
-        #[arg(long, default_value = "7d")]
-        window: String,
-        #[arg(long, default_value_t = 1000)]
-        epoch_interval_ms: u64,
-        /// SSTs the version grows to.
-        #[arg(long, default_value_t = 100_000)]
-        ssts: usize,
-        /// Catalog objects the catalog grows to.
-        #[arg(long, default_value_t = 10_000)]
-        catalog: usize,
-        /// Epochs between snapshots.
-        #[arg(long, default_value_t = 3600)]
-        snapshot_every: u64,
-        /// Restores to random epochs across the history.
-        #[arg(long, default_value_t = 20)]
-        restores: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Where result.json and report.html go.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Recovery(RecoveryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RecoveryArgs {
+    /// The repo to build the history in (default: a fresh directory under --out).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Simulated span of the history.
+    #[arg(long, default_value = "7d")]
+    pub window: String,
+    #[arg(long, default_value_t = 1000)]
+    pub epoch_interval_ms: u64,
+    /// SSTs the version grows to.
+    #[arg(long, default_value_t = 100_000)]
+    pub ssts: usize,
+    /// Catalog objects the catalog grows to.
+    #[arg(long, default_value_t = 10_000)]
+    pub catalog: usize,
+    /// Epochs between snapshots.
+    #[arg(long, default_value_t = 3600)]
+    pub snapshot_every: u64,
+    /// Restores to random epochs across the history.
+    #[arg(long, default_value_t = 20)]
+    pub restores: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where result.json and report.html go.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl RecoveryArgs {
+    fn config(&self) -> Result<crate::bench::RecoveryConfig> {
+        Ok(crate::bench::RecoveryConfig {
+            window_ms: crate::retention::Policy::parse_window(&self.window)?,
+            epoch_interval_ms: self.epoch_interval_ms,
+            ssts: self.ssts,
+            catalog: self.catalog,
+            snapshot_every: self.snapshot_every,
+            restores: self.restores,
+            seed: self.seed,
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -736,28 +753,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { dir, epochs, seed } => crate::demo::run(dir, epochs, seed).await,
         Command::Bench {
-            cmd:
-                BenchCmd::Recovery {
-                    repo,
-                    window,
-                    epoch_interval_ms,
-                    ssts,
-                    catalog,
-                    snapshot_every,
-                    restores,
-                    seed,
-                    out: out_dir,
-                },
+            cmd: BenchCmd::Recovery(a),
         } => {
-            let cfg = crate::bench::RecoveryConfig {
-                window_ms: crate::retention::Policy::parse_window(&window)?,
-                epoch_interval_ms,
-                ssts,
-                catalog,
-                snapshot_every,
-                restores,
-                seed,
-            };
+            let cfg = a.config()?;
+            let out_dir = a.out.clone();
             let work = out_dir.join("work");
             if work.exists() {
                 return Err(Error::TargetNotEmpty(format!(
@@ -765,8 +764,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     work.display()
                 )));
             }
-            let repo_url =
-                repo.unwrap_or_else(|| format!("file://{}", work.join("repo").display()));
+            let repo_url = a
+                .repo
+                .clone()
+                .unwrap_or_else(|| format!("file://{}", work.join("repo").display()));
             let loc = RepoArg {
                 repo: Some(repo_url),
                 ..Default::default()
