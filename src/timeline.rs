@@ -137,23 +137,23 @@ pub fn read_fork(dir: &Path) -> Result<Option<Fork>> {
 /// timeline; returns the state on it. Repeatable: see the module docs.
 pub async fn start_fork(repo: &Repo, dir: &Path, mut state: State, fork: &Fork) -> Result<State> {
     let mut id = 0;
-    repo.update_manifest(|m| {
-        if let Some(t) = m.timelines.iter().find(|t| t.fork_nonce == fork.nonce) {
-            id = t.id;
-            return Ok(false);
-        }
-        id = next_timeline_id(m, fork.parent);
-        let t = m.timeline_mut(id);
-        t.parent = fork.parent;
-        t.fork_lsn = fork.fork_lsn;
-        t.fork_epoch = fork.fork_epoch;
-        t.fork_nonce = fork.nonce;
-        Ok(true)
-    })
-    .await?;
+    let m = repo
+        .update_manifest(|m| {
+            if let Some(t) = m.timelines.iter().find(|t| t.fork_nonce == fork.nonce) {
+                id = t.id;
+                return Ok(false);
+            }
+            id = next_timeline_id(m, fork.parent);
+            let t = m.timeline_mut(id);
+            t.parent = fork.parent;
+            t.fork_lsn = fork.fork_lsn;
+            t.fork_epoch = fork.fork_epoch;
+            t.fork_nonce = fork.nonce;
+            Ok(true)
+        })
+        .await?;
     state.timeline = id;
     // The starting state, as the snapshot the new timeline's first segment chains onto.
-    let m = repo.manifest().await?;
     if !m
         .snapshots
         .iter()

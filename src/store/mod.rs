@@ -172,12 +172,7 @@ impl TargetStore {
             TargetStore::Postgres(u) => return postgres::write(u, state, force).await,
             _ => {}
         }
-        if !self.is_empty().await? {
-            if !force {
-                return Err(Error::TargetNotEmpty(self.to_string()));
-            }
-            self.clear().await?;
-        }
+        self.make_room(force).await?;
         match self {
             TargetStore::Dir(p) => {
                 let _lock = crate::wal::lock_dir(p)?;
@@ -208,12 +203,7 @@ impl TargetStore {
         crate::jsonl::redact(&mut lines);
         match self {
             TargetStore::Jsonl(p) => {
-                if !self.is_empty().await? {
-                    if !force {
-                        return Err(Error::TargetNotEmpty(self.to_string()));
-                    }
-                    self.clear().await?;
-                }
+                self.make_room(force).await?;
                 write_jsonl_file(p, &lines)
             }
             TargetStore::Stdout => write_stdout(&lines),
@@ -221,6 +211,17 @@ impl TargetStore {
                 "an export goes to a JSONL file or stdout, not {other}"
             ))),
         }
+    }
+
+    /// Refuses a non-empty target unless `force`, in which case it is cleared.
+    async fn make_room(&self, force: bool) -> Result<()> {
+        if !self.is_empty().await? {
+            if !force {
+                return Err(Error::TargetNotEmpty(self.to_string()));
+            }
+            self.clear().await?;
+        }
+        Ok(())
     }
 
     /// Removes what the target holds.
