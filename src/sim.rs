@@ -59,6 +59,13 @@ pub struct SimConfig {
     pub target_ssts: usize,
     /// DDL drops more than it creates above this many catalog objects. Default 2000.
     pub target_catalog: usize,
+    /// While the catalog holds fewer than `target_catalog` objects, this many extra
+    /// CREATE statements per epoch, so that a benchmark reaches its catalog size early.
+    /// Default 0.
+    pub catalog_growth_per_epoch: usize,
+    /// Materialized views get a dedicated compaction group (with probability 1/4) only
+    /// while fewer than this many groups exist. Default 32.
+    pub max_groups: usize,
     /// The Hummock storage the simulated cluster uses: its `state_store` system
     /// parameter is `hummock+` this URL's base and `data_directory` its last path segment.
     /// Default `s3://state-bucket/hummock_001`.
@@ -76,6 +83,8 @@ impl Default for SimConfig {
             compaction_rate: 0.3,
             target_ssts: 2000,
             target_catalog: 2000,
+            catalog_growth_per_epoch: 0,
+            max_groups: 32,
             hummock_location: "s3://state-bucket/hummock_001".into(),
         }
     }
@@ -89,6 +98,9 @@ pub struct Simulator {
     state: State,
     /// SST objects that left the version in the last generated epoch.
     departed: Vec<u64>,
+    /// [`Simulator::stateful_tables`] of each group, valid until the catalog or the set
+    /// of groups changes (a scan of the whole catalog per group per epoch otherwise).
+    tables_of_group: std::collections::HashMap<u64, Vec<u32>>,
 }
 
 /// Ids handed out while building one batch; turned into IdAdvance changes.
@@ -143,6 +155,7 @@ impl Simulator {
             clock,
             state: State::new(1),
             departed: Vec::new(),
+            tables_of_group: Default::default(),
             cfg,
         }
     }
@@ -209,6 +222,9 @@ impl Simulator {
                 "simulator generated an invalid change {i} at epoch {epoch}: {e}"
             ))
         })?;
+        if changes.iter().any(changes_table_sets) {
+            self.tables_of_group.clear();
+        }
         removed.sort_unstable();
         removed.dedup();
         removed.retain(|o| !self.state.hummock.references_object(*o));
@@ -230,7 +246,12 @@ impl Simulator {
         } else {
             let r: f64 = self.rng.random();
             if r < self.cfg.ddl_rate {
-                self.ddl(&mut ids, &mut out, &mut delta, epoch);
+                self.ddl(&mut ids, &mut out, &mut delta, epoch, false);
+            }
+            if self.state.catalog.len() < self.cfg.target_catalog {
+                for _ in 0..self.cfg.catalog_growth_per_epoch {
+                    self.ddl(&mut ids, &mut out, &mut delta, epoch, true);
+                }
             }
             if self.rng.random::<f64>() < self.cfg.user_rate {
                 self.user_change(&mut ids, &mut out);
@@ -240,10 +261,33 @@ impl Simulator {
             }
             self.backfill_progress(&mut delta);
             self.flush(&mut ids, &mut delta, epoch);
-            // Above the target size, compaction runs every epoch (and shrinks harder, see
-            // `compact`), so that the version levels off near `target_ssts`.
-            let over = self.state.hummock.sst_count() > self.cfg.target_ssts;
-            if over || self.rng.random::<f64>() < self.cfg.compaction_rate {
+            let count = self.state.hummock.sst_count();
+            if count > self.cfg.target_ssts {
+                // Above the target size, compactions (which then shrink, see `compact`)
+                // run in as many groups as it takes to remove what this epoch flushed
+                // plus 1/64 of the excess, so that the version levels off at the target.
+                let flushed: usize = delta
+                    .group_deltas
+                    .iter()
+                    .filter_map(|g| match &g.delta {
+                        Some(Delta::NewL0SubLevel(l)) => Some(l.ssts.len()),
+                        _ => None,
+                    })
+                    .sum();
+                let goal = flushed + (count - self.cfg.target_ssts) / 64 + 1;
+                let mut net = 0;
+                // A group with nothing to compact yields 0 and may be drawn again, so
+                // the attempts are bounded by the number of groups.
+                for _ in 0..self.state.hummock.groups.len() {
+                    match self.compact(&mut ids, &mut delta, epoch) {
+                        Some(n) => net += n,
+                        None => break,
+                    }
+                    if net >= goal {
+                        break;
+                    }
+                }
+            } else if self.rng.random::<f64>() < self.cfg.compaction_rate {
                 self.compact(&mut ids, &mut delta, epoch);
             }
         }
@@ -361,14 +405,15 @@ impl Simulator {
         out: &mut Vec<Change>,
         delta: &mut HummockVersionDelta,
         epoch: u64,
+        create_only: bool,
     ) {
         let too_big = self.state.catalog.len() > self.cfg.target_catalog;
         let r: f64 = self.rng.random();
         let drop_p = if too_big { 0.6 } else { 0.12 };
-        if r < drop_p {
+        if r < drop_p && !create_only {
             return self.drop_object(out, delta);
         }
-        if r < drop_p + 0.08 {
+        if r < drop_p + 0.08 && !create_only {
             return self.alter_object(out);
         }
         let owner = self.owner();
@@ -541,7 +586,13 @@ impl Simulator {
                 table_id: oid,
                 epoch,
             });
-            if self.rng.random::<f64>() < 0.25 {
+            let groups = self.state.hummock.groups.len()
+                + delta
+                    .group_deltas
+                    .iter()
+                    .filter(|g| matches!(g.delta, Some(Delta::GroupConstruct(_))))
+                    .count();
+            if self.rng.random::<f64>() < 0.25 && groups < self.cfg.max_groups {
                 let g = ids.take(IdCategory::CompactionGroup);
                 delta.group_deltas.push(GroupDelta {
                     group_id: g,
@@ -800,7 +851,16 @@ impl Simulator {
         }
     }
 
-    fn stateful_tables(&self, group: u64) -> Vec<u32> {
+    fn stateful_tables(&mut self, group: u64) -> Vec<u32> {
+        if let Some(t) = self.tables_of_group.get(&group) {
+            return t.clone();
+        }
+        let t = self.scan_stateful_tables(group);
+        self.tables_of_group.insert(group, t.clone());
+        t
+    }
+
+    fn scan_stateful_tables(&self, group: u64) -> Vec<u32> {
         let g = &self.state.hummock.groups[&group];
         if !g.member_table_ids.is_empty() {
             return g.member_table_ids.clone();
@@ -898,7 +958,14 @@ impl Simulator {
         }
     }
 
-    fn compact(&mut self, ids: &mut Ids, delta: &mut HummockVersionDelta, epoch: u64) {
+    /// One compaction task in a group no other delta of this epoch touches. Returns how
+    /// many more SSTs it removes than it inserts, or `None` when no group is left.
+    fn compact(
+        &mut self,
+        ids: &mut Ids,
+        delta: &mut HummockVersionDelta,
+        epoch: u64,
+    ) -> Option<usize> {
         let touched: std::collections::HashSet<u64> = delta
             .group_deltas
             .iter()
@@ -913,9 +980,7 @@ impl Simulator {
             .filter(|(id, g)| !touched.contains(id) && !g.is_empty())
             .map(|(id, _)| *id)
             .collect();
-        let Some(&gid) = groups.choose(&mut self.rng) else {
-            return;
-        };
+        let &gid = groups.choose(&mut self.rng)?;
         let tables = self.stateful_tables(gid);
         let g = self.state.hummock.groups[&gid].clone();
         let shrink = self.state.hummock.sst_count() > self.cfg.target_ssts;
@@ -933,7 +998,7 @@ impl Simulator {
                 .find(|l| g.levels[*l as usize - 1].len() > caps(*l))
                 .or_else(|| (1..MAX_LEVEL).find(|l| !g.levels[*l as usize - 1].is_empty()))
             else {
-                return;
+                return Some(0);
             };
             let level: Vec<u64> = g.levels[l as usize - 1].keys().copied().collect();
             let n = if shrink {
@@ -965,6 +1030,7 @@ impl Simulator {
         while inserted.len() < n_out {
             self.new_sst(ids, &tables, epoch, &mut inserted);
         }
+        let net = n_in.saturating_sub(inserted.len());
         delta.group_deltas.push(GroupDelta {
             group_id: gid,
             delta: Some(Delta::IntraLevel(IntraLevelDelta {
@@ -988,6 +1054,24 @@ impl Simulator {
         if safe > self.state.hummock.safe_epoch {
             delta.safe_epoch = safe;
         }
+        Some(net)
+    }
+}
+
+/// Whether a change can alter which tables a compaction group's SSTs hold (the catalog or
+/// the set of groups).
+fn changes_table_sets(c: &Change) -> bool {
+    match &c.kind {
+        Some(Kind::CreateCatalog(_)) | Some(Kind::AlterCatalog(_)) | Some(Kind::DropCatalog(_)) => {
+            true
+        }
+        Some(Kind::HummockDelta(d)) => d.group_deltas.iter().any(|g| {
+            matches!(
+                g.delta,
+                Some(Delta::GroupConstruct(_)) | Some(Delta::GroupDestroy(_))
+            )
+        }),
+        _ => false,
     }
 }
 
@@ -1050,6 +1134,8 @@ pub struct RunOptions {
     /// Every N epochs, record the archive's lag behind the commits
     /// ([`RunReport::archive_lag_ms`]). Default `None`.
     pub lag_every: Option<u64>,
+    /// Measure the history as plain JSON ([`RunReport::history_json_bytes`]). Default false.
+    pub measure_json: bool,
 }
 
 impl Default for RunOptions {
@@ -1067,6 +1153,7 @@ impl Default for RunOptions {
             hummock_storage: None,
             ack_log: None,
             lag_every: None,
+            measure_json: false,
             retention: None,
             vacuum_every: None,
         }
@@ -1094,6 +1181,10 @@ pub struct RunReport {
     /// oldest acknowledged commit not yet archived (0 when everything is archived), the
     /// data a crash of the machine at that moment could lose.
     pub archive_lag_ms: Vec<u64>,
+    /// With [`RunOptions::measure_json`]: the history this run archived, as plain JSON:
+    /// every record as a line (`jsonl::change_json_len`) plus, for every snapshot, the
+    /// state's JSONL export.
+    pub history_json_bytes: u64,
 }
 
 /// The simulated vacuum: objects that left the live version wait here until a pin set
@@ -1179,6 +1270,7 @@ pub async fn run_with_repo(
 ) -> Result<RunReport> {
     let rec = Recorder::open(wal_dir, repo, opts.recorder.clone()).await?;
     let existing = rec.with_state(|s| s.clone())?;
+    let base_lsn = existing.lsn;
     if existing.lsn > 0 || existing.epoch > 0 {
         *sim = Simulator::resume(opts.sim.clone(), existing);
     }
@@ -1213,6 +1305,16 @@ pub async fn run_with_repo(
                 .departed
                 .extend(sim.departed().iter().map(|o| (epoch, *o)));
         }
+        if opts.measure_json {
+            // The simulator's truth does not count lsns; the recorder numbers records
+            // consecutively after what the WAL held.
+            let lsn = base_lsn + report.records;
+            report.history_json_bytes += changes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| crate::jsonl::change_json_len(lsn + i as u64 + 1, epoch, c))
+                .sum::<u64>();
+        }
         report.records += changes.len() as u64;
         if report.first_epoch == 0 {
             report.first_epoch = epoch;
@@ -1244,6 +1346,9 @@ pub async fn run_with_repo(
         }
         if opts.snapshot_every.is_some_and(|k| k > 0 && n % k == 0) {
             report.snapshots.push(rec.snapshot().await?);
+            if opts.measure_json {
+                report.history_json_bytes += crate::jsonl::export_len(sim.state());
+            }
             if let Some(policy) = opts.retention {
                 let r = crate::retention::apply(rec.repo(), policy, false, false).await?;
                 if r.base_snapshot.is_some() {

@@ -368,3 +368,36 @@ fn a_group_with_too_many_levels_is_refused() {
         }
     );
 }
+
+/// The benchmark's sizes are reached and held: with catalog growth the catalog reaches its
+/// target, and above its SST target the version is pulled back to it (compaction then runs
+/// in as many groups as it takes) rather than growing with the flush rate.
+#[test]
+fn the_simulator_holds_its_sst_and_catalog_targets() {
+    let mut sim = Simulator::new(SimConfig {
+        seed: 3,
+        target_ssts: 3000,
+        target_catalog: 400,
+        catalog_growth_per_epoch: 4,
+        ..Default::default()
+    });
+    let mut counts = Vec::new();
+    for _ in 0..6000 {
+        sim.next_epoch().unwrap();
+        counts.push(sim.state().hummock.sst_count());
+    }
+    let catalog = sim.state().catalog.len();
+    assert!((400..=480).contains(&catalog), "catalog {catalog}");
+    let first_over = counts
+        .iter()
+        .position(|c| *c > 3000)
+        .expect("reaches the target");
+    let after = &counts[first_over + 500..];
+    let (lo, hi) = (*after.iter().min().unwrap(), *after.iter().max().unwrap());
+    assert!(
+        lo >= 2400 && hi <= 3600,
+        "after reaching 3000 SSTs the version ranged {lo}..{hi}"
+    );
+    let groups = sim.state().hummock.groups.len();
+    assert!(groups <= SimConfig::default().max_groups, "{groups} groups");
+}
