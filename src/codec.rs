@@ -202,11 +202,42 @@ pub fn decompress(data: &[u8], what: &str) -> Result<Vec<u8>> {
             ),
         ));
     }
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = match slot.as_mut() {
+            Some(d) => {
+                // A frame that failed part-way leaves the context mid-frame.
+                d.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                    .map_err(zstd_internal)?;
+                d
+            }
+            None => {
+                let mut d = zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
+                    Error::Internal("zstd: cannot create a decompression context".into())
+                })?;
+                d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
+                    .map_err(zstd_internal)?;
+                slot.insert(d)
+            }
+        };
+        decompress_frame(dctx, data, declared, what)
+    })
+}
+
+thread_local! {
+    /// One decompression context per thread, reused: creating one allocates (and the
+    /// kernel zeroes) a window's worth of memory, which dominated decoding small segments.
+    static DCTX: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress_frame(
+    dctx: &mut zstd::zstd_safe::DCtx<'static>,
+    data: &[u8],
+    declared: usize,
+    what: &str,
+) -> Result<Vec<u8>> {
     let bad = |reason: String| Error::corrupt(what, 0, reason);
-    let mut dctx = zstd::zstd_safe::DCtx::try_create()
-        .ok_or_else(|| Error::Internal("zstd: cannot create a decompression context".into()))?;
-    dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
-        .map_err(zstd_internal)?;
     let initial = declared.min(
         data.len()
             .saturating_mul(PREALLOC_RATIO)

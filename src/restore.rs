@@ -225,18 +225,43 @@ pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
 /// Fetches and replays a plan, returning exactly the recorded state as of its target epoch,
 /// id generators included, for callers that go on replaying the history after it.
 pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
+    // Segments are fetched and decoded in a task of their own while the snapshot is, up
+    // to FETCH_CONCURRENCY ahead of the replay; dropping the guard stops it.
+    let (tx, mut fetched) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
+    let segments = plan.segments.clone();
+    let from = repo.clone();
+    let _fetcher = AbortOnDrop(tokio::spawn(async move {
+        let mut fetches = futures::stream::iter(segments.into_iter().map(|s| {
+            let repo = from.clone();
+            async move { archive::fetch_segment(&repo, &s).await }
+        }))
+        .buffered(FETCH_CONCURRENCY);
+        while let Some(records) = fetches.next().await {
+            let failed = records.is_err();
+            if tx.send(records).await.is_err() || failed {
+                break;
+            }
+        }
+    }));
     let mut state = match &plan.snapshot {
         Some(s) => snapshot::fetch(repo, s).await?,
         None => State::new(plan.timeline),
     };
     let target = plan.target_epoch;
-    let mut fetches = futures::stream::iter(plan.segments.clone().into_iter().map(|s| {
-        let repo = repo.clone();
-        async move { archive::fetch_segment(&repo, &s).await }
-    }))
-    .buffered(FETCH_CONCURRENCY);
     let mut replayed = 0u64;
-    'segments: while let Some(records) = fetches.next().await {
+    let mut received = 0usize;
+    'segments: loop {
+        let Some(records) = fetched.recv().await else {
+            // The fetcher ends after the last segment; ending before it means it died.
+            if received < plan.segments.len() {
+                return Err(Error::Internal(format!(
+                    "segment fetching stopped after {received} of {} segments",
+                    plan.segments.len()
+                )));
+            }
+            break;
+        };
+        received += 1;
         for r in records? {
             if r.lsn <= state.lsn {
                 continue;
@@ -261,6 +286,15 @@ pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
     state.epoch = target;
     info!(epoch = target, replayed, lsn = state.lsn, "restored state");
     Ok(state)
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Plans and executes against the newest manifest.
