@@ -63,7 +63,11 @@ pub struct Sample {
     pub since_snapshot_ms: u64,
     pub segments: usize,
     pub fetched_bytes: u64,
+    /// Fetch, verify and replay, to the state in memory.
     pub ms: f64,
+    /// `ms` plus writing the state into a fresh `dir:` meta store (what `metapitr
+    /// restore --target-store dir:` does before a meta service can open it).
+    pub store_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,11 +90,66 @@ pub struct RecoveryResult {
     pub final_state_json_bytes: u64,
     pub archive_lag_ms_p50: u64,
     pub archive_lag_ms_p99: u64,
+    /// The same history as plain JSON: every record as a JSON line plus every snapshot's
+    /// state as a JSONL export (see `jsonl::change_json_len`).
+    pub history_json_bytes: u64,
+    /// `archived_bytes / history_json_bytes`.
+    pub archive_to_json_ratio: f64,
+    pub store_ms_p50: f64,
+    pub store_ms_p99: f64,
     pub samples: Vec<Sample>,
+    /// What an operator would use instead, on the same history (filled by the peer
+    /// benchmark, `benches/peers.sh`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Peers>,
+}
+
+/// The peers' results, side by side with metapitr's on the same history.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Peers {
+    /// How the peers ran (versions, settings), one line each.
+    pub conditions: Vec<String>,
+    /// PostgreSQL holding the same metadata, archived with pgBackRest: restores with
+    /// `pgbackrest restore --type=time` to the same targets as `samples`.
+    pub pgbackrest: Vec<PeerSample>,
+    pub pgbackrest_ms_p50: f64,
+    pub pgbackrest_ms_p99: f64,
+    /// Bytes of the pgBackRest repo (backups and archived WAL) after the history.
+    pub pgbackrest_repo_bytes: u64,
+    /// Seconds to apply the history to PostgreSQL as SQL, one transaction per epoch.
+    pub pg_apply_seconds: f64,
+    /// etcd holding the newest state (one key per export line): `etcdctl snapshot
+    /// restore`, start, until a range count answers.
+    pub etcd_snapshot_bytes: u64,
+    pub etcd_restore_ms: f64,
+    /// The newest state's JSONL export imported into a fresh SQLite store.
+    pub jsonl_import_ms: f64,
+    /// metapitr's restore of the newest epoch into a fresh store, for the last two.
+    pub metapitr_newest_store_ms: f64,
+    /// pgBackRest p50 / metapitr `store_ms` p50, and the same at p99.
+    pub pgbackrest_ratio_p50: f64,
+    pub pgbackrest_ratio_p99: f64,
+    pub etcd_ratio: f64,
+    pub jsonl_ratio: f64,
+}
+
+/// One peer restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerSample {
+    pub target_epoch: u64,
+    pub position: f64,
+    /// Until the restored server answered its first query.
+    pub ms: f64,
+    /// Of which the restore command.
+    pub restore_ms: f64,
+    /// What the query returned, and what the history holds at the target (equal when the
+    /// peer restored the right point).
+    pub answered: i64,
+    pub expected: i64,
 }
 
 /// The value at quantile `q` (0..=1) of `v`, sorted in place (nearest rank).
-fn quantile<T: Copy + PartialOrd>(v: &mut [T], q: f64) -> Option<T> {
+pub fn quantile<T: Copy + PartialOrd>(v: &mut [T], q: f64) -> Option<T> {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     if v.is_empty() {
         return None;
@@ -125,11 +184,14 @@ pub async fn recovery(
             epoch_interval_ms: cfg.epoch_interval_ms,
             target_ssts: cfg.ssts,
             target_catalog: cfg.catalog,
+            // Reaches 10,000 objects in about 1,300 epochs (22 minutes of history).
+            catalog_growth_per_epoch: 8,
             ..Default::default()
         },
         epochs,
         snapshot_every: Some(cfg.snapshot_every.max(1)),
         lag_every: Some((epochs / 1000).max(1)),
+        measure_json: true,
         ..Default::default()
     };
     opts.recorder.wal.sync = true;
@@ -164,8 +226,14 @@ pub async fn recovery(
         let plan = restore::plan(&repo, &m, Some(tl), Target::Epoch(target)).await?;
         let state = restore::execute(&repo, &plan).await?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let store_dir = work.join(format!("restored-{i}"));
+        crate::store::TargetStore::Dir(store_dir.clone())
+            .write(&state, false)
+            .await?;
+        let store_ms = t.elapsed().as_secs_f64() * 1000.0;
+        std::fs::remove_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
         if target == last {
-            final_json = crate::jsonl::to_string(&state).len() as u64;
+            final_json = crate::jsonl::export_len(&state);
         }
         samples.push(Sample {
             target_epoch: target,
@@ -181,9 +249,11 @@ pub async fn recovery(
             segments: plan.segments.len(),
             fetched_bytes: plan.fetch_bytes,
             ms,
+            store_ms,
         });
     }
     let mut rto: Vec<f64> = samples.iter().map(|s| s.ms).collect();
+    let mut store: Vec<f64> = samples.iter().map(|s| s.store_ms).collect();
     let mut fetched: Vec<u64> = samples.iter().map(|s| s.fetched_bytes).collect();
     let mut lag = report.archive_lag_ms.clone();
     Ok(RecoveryResult {
@@ -204,7 +274,12 @@ pub async fn recovery(
         final_state_json_bytes: final_json,
         archive_lag_ms_p50: quantile(&mut lag, 0.5).unwrap_or(0),
         archive_lag_ms_p99: quantile(&mut lag, 0.99).unwrap_or(0),
+        history_json_bytes: report.history_json_bytes,
+        archive_to_json_ratio: archived_bytes as f64 / report.history_json_bytes.max(1) as f64,
+        store_ms_p50: quantile(&mut store, 0.5).unwrap_or(0.0),
+        store_ms_p99: quantile(&mut store, 0.99).unwrap_or(0.0),
         samples,
+        peers: None,
     })
 }
 
@@ -220,53 +295,127 @@ pub fn write_report(r: &RecoveryResult, out: &Path) -> Result<(PathBuf, PathBuf)
     Ok((json, html))
 }
 
-/// A scatter plot as an SVG element.
-fn scatter(title: &str, x_label: &str, points: &[(f64, f64)]) -> String {
-    const W: f64 = 560.0;
-    const H: f64 = 300.0;
-    const M: f64 = 48.0;
-    let max_x = points.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
-    let max_y = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
+/// One series of a plot: its legend, colour and (x, y) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// A scatter plot as an SVG element. The y axis (milliseconds) is logarithmic when the
+/// values span more than a factor of 20, so that series far apart stay readable.
+fn scatter(title: &str, x_label: &str, series: &[Series]) -> String {
+    const W: f64 = 600.0;
+    const H: f64 = 320.0;
+    const M: f64 = 56.0;
+    let all = || series.iter().flat_map(|s| s.2.iter());
+    let max_x = all().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
+    let max_y = all().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let min_y = all()
+        .map(|p| p.1)
+        .filter(|y| *y > 0.0)
+        .fold(max_y, f64::min);
+    let log = max_y / min_y > 20.0;
+    let (lo, hi) = if log {
+        (
+            min_y.log10().floor(),
+            max_y.log10().ceil().max(min_y.log10().floor() + 1.0),
+        )
+    } else {
+        (0.0, max_y * 1.1)
+    };
+    let y_of = |y: f64| {
+        let f = if log {
+            (y.max(1e-9).log10() - lo) / (hi - lo)
+        } else {
+            y / hi
+        };
+        (H - M) - f.clamp(0.0, 1.0) * (H - M - 16.0)
+    };
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
          role=\"img\" aria-label=\"{title}\"><title>{title}</title>\
          <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\
          <line x1=\"{M}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/>\
-         <line x1=\"{M}\" y1=\"{M2}\" x2=\"{M}\" y2=\"{y0}\" stroke=\"black\"/>\
+         <line x1=\"{M}\" y1=\"16\" x2=\"{M}\" y2=\"{y0}\" stroke=\"black\"/>\
          <text x=\"{xm}\" y=\"{yl}\" text-anchor=\"middle\" font-size=\"12\">{x_label}</text>\
          <text x=\"12\" y=\"{ym}\" font-size=\"12\" transform=\"rotate(-90 12 {ym})\" \
-         text-anchor=\"middle\">restore time (ms)</text>\
-         <text x=\"{M}\" y=\"{M3}\" font-size=\"11\">{max_y:.1}</text>\
+         text-anchor=\"middle\">restore time (ms{scale})</text>\
          <text x=\"{x1}\" y=\"{yt}\" font-size=\"11\" text-anchor=\"end\">{max_x:.3}</text>",
         y0 = H - M,
         x1 = W - 16.0,
-        M2 = 16.0,
-        M3 = 12.0,
         xm = W / 2.0,
         yl = H - 12.0,
         ym = H / 2.0,
         yt = H - M + 14.0,
+        scale = if log { ", log scale" } else { "" },
     );
-    for (x, y) in points {
-        let px = M + x / max_x * (W - M - 16.0);
-        let py = (H - M) - y / max_y * (H - M - 16.0);
+    let ticks: Vec<f64> = if log {
+        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
+    } else {
+        vec![0.0, hi / 2.0, hi]
+    };
+    for t in ticks {
         s.push_str(&format!(
-            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"steelblue\"/>"
+            "<text x=\"{x}\" y=\"{y:.1}\" font-size=\"11\" text-anchor=\"end\">{t}</text>",
+            x = M - 4.0,
+            y = y_of(t) + 4.0,
+            t = if t >= 10.0 || t == 0.0 {
+                format!("{t:.0}")
+            } else {
+                format!("{t}")
+            }
         ));
+    }
+    for (i, (label, colour, points)) in series.iter().enumerate() {
+        for (x, y) in points {
+            let px = M + x / max_x * (W - M - 16.0);
+            s.push_str(&format!(
+                "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"{colour}\"/>",
+                py = y_of(*y)
+            ));
+        }
+        if series.len() > 1 {
+            let ly = 24.0 + 16.0 * i as f64;
+            s.push_str(&format!(
+                "<circle cx=\"{lx}\" cy=\"{cy}\" r=\"4\" fill=\"{colour}\"/>\
+                 <text x=\"{tx}\" y=\"{ty}\" font-size=\"11\">{label}</text>",
+                lx = M + 16.0,
+                cy = ly - 4.0,
+                tx = M + 26.0,
+                ty = ly,
+            ));
+        }
     }
     s.push_str("</svg>");
     s
 }
 
 fn html_report(r: &RecoveryResult) -> String {
-    let by_position: Vec<(f64, f64)> = r.samples.iter().map(|s| (s.position, s.ms)).collect();
+    let series = |f: fn(&Sample) -> f64, label: &'static str, colour: &'static str| {
+        (
+            label,
+            colour,
+            r.samples
+                .iter()
+                .map(|s| (s.position, f(s)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut by_position = vec![
+        series(|s| s.ms, "metapitr, to memory", "steelblue"),
+        series(|s| s.store_ms, "metapitr, into a dir: store", "seagreen"),
+    ];
+    if let Some(p) = &r.peers {
+        by_position.push((
+            "pgBackRest PITR, until PostgreSQL answers",
+            "firebrick",
+            p.pgbackrest.iter().map(|s| (s.position, s.ms)).collect(),
+        ));
+    }
     let by_snapshot: Vec<(f64, f64)> = r
         .samples
         .iter()
         .map(|s| (s.since_snapshot_ms as f64 / 1000.0, s.ms))
         .collect();
     let row = |k: &str, v: String| format!("<tr><th>{k}</th><td>{v}</td></tr>");
-    let rows = [
+    let mut rows = vec![
         row("repo", r.repo.clone()),
         row("epochs (records)", format!("{} ({})", r.epochs, r.records)),
         row(
@@ -279,11 +428,15 @@ fn html_report(r: &RecoveryResult) -> String {
         row("snapshot every", format!("{} epochs", r.snapshot_every)),
         row("history built in", format!("{:.1} s", r.build_seconds)),
         row(
-            "RTO p50 / p99 / max",
+            "RTO p50 / p99 / max (to memory)",
             format!(
                 "{:.1} / {:.1} / {:.1} ms",
                 r.rto_ms_p50, r.rto_ms_p99, r.rto_ms_max
             ),
+        ),
+        row(
+            "RTO p50 / p99 (into a fresh dir: store)",
+            format!("{:.1} / {:.1} ms", r.store_ms_p50, r.store_ms_p99),
         ),
         row(
             "bytes fetched per restore (p50)",
@@ -301,6 +454,13 @@ fn html_report(r: &RecoveryResult) -> String {
             ),
         ),
         row(
+            "the same history as plain JSON",
+            format!(
+                "{} bytes (archive = {:.3} of it)",
+                r.history_json_bytes, r.archive_to_json_ratio
+            ),
+        ),
+        row(
             "newest state as JSONL",
             format!("{} bytes", r.final_state_json_bytes),
         ),
@@ -308,16 +468,60 @@ fn html_report(r: &RecoveryResult) -> String {
             "archive lag p50 / p99 (wall clock)",
             format!("{} / {} ms", r.archive_lag_ms_p50, r.archive_lag_ms_p99),
         ),
-    ]
-    .join("\n");
+    ];
+    let mut peers = String::new();
+    if let Some(p) = &r.peers {
+        let prow = |what: &str, them: String, us: String, ratio: f64| {
+            format!("<tr><td>{what}</td><td>{them}</td><td>{us}</td><td>{ratio:.1}×</td></tr>")
+        };
+        peers = format!(
+            "<h2>Against peers, same history, same run</h2>\n<table>\n\
+             <tr><th>peer</th><th>peer</th><th>metapitr</th><th>metapitr faster by</th></tr>\n\
+             {}\n{}\n{}\n{}\n</table>\n<ul>{}</ul>\n",
+            prow(
+                "pgBackRest PITR (p50), same targets",
+                format!("{:.0} ms", p.pgbackrest_ms_p50),
+                format!("{:.1} ms", r.store_ms_p50),
+                p.pgbackrest_ratio_p50
+            ),
+            prow(
+                "pgBackRest PITR (p99), same targets",
+                format!("{:.0} ms", p.pgbackrest_ms_p99),
+                format!("{:.1} ms", r.store_ms_p99),
+                p.pgbackrest_ratio_p99
+            ),
+            prow(
+                "etcd snapshot restore, newest state",
+                format!("{:.0} ms", p.etcd_restore_ms),
+                format!("{:.1} ms", p.metapitr_newest_store_ms),
+                p.etcd_ratio
+            ),
+            prow(
+                "JSONL import, newest state",
+                format!("{:.0} ms", p.jsonl_import_ms),
+                format!("{:.1} ms", p.metapitr_newest_store_ms),
+                p.jsonl_ratio
+            ),
+            p.conditions
+                .iter()
+                .map(|c| format!("<li>{}</li>", html_escape(c)))
+                .collect::<String>()
+        );
+        rows.push(row(
+            "pgBackRest repo (backups + WAL)",
+            format!("{} bytes", p.pgbackrest_repo_bytes),
+        ));
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>metapitr recovery \
-         benchmark</title><style>body{{font-family:sans-serif;max-width:720px;margin:2em auto}}\
-         th{{text-align:left;padding-right:1em}}</style></head><body>\n\
-         <h1>metapitr recovery benchmark</h1>\n<table>\n{rows}\n</table>\n\
+         benchmark</title><style>body{{font-family:sans-serif;max-width:760px;margin:2em auto}}\
+         th,td{{text-align:left;padding-right:1em}}</style></head><body>\n\
+         <h1>metapitr recovery benchmark</h1>\n<table>\n{rows}\n</table>\n{peers}\
          <h2>Restore time against target position</h2>\n{}\n\
          <h2>Restore time against distance from the base snapshot</h2>\n{}\n\
-         <p>Each point is one restore, from the repo, one at a time.</p>\n</body></html>\n",
+         <p>Each point is one restore, from the repo, one at a time. The distance from the \
+         base snapshot is what the snapshot interval bounds: a restore replays the WAL from \
+         the newest snapshot at or before its target.</p>\n</body></html>\n",
         scatter(
             "restore time against target position",
             "target position in the history (0 = first epoch, 1 = newest)",
@@ -326,9 +530,16 @@ fn html_report(r: &RecoveryResult) -> String {
         scatter(
             "restore time against distance from the base snapshot",
             "epoch time since the base snapshot (s)",
-            &by_snapshot
+            &[("metapitr, to memory", "steelblue", by_snapshot)]
         ),
+        rows = rows.join("\n"),
     )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

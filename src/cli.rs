@@ -777,15 +777,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (json, html) = crate::bench::write_report(&r, &out_dir)?;
             out(format!(
                 "{} epochs, {} SSTs, {} catalog objects, built in {:.1} s; RTO p50 {:.1} ms, \
-                 p99 {:.1} ms; {:.1} archived bytes per epoch; archive lag p99 {} ms; peak \
-                 RSS {} MiB\nwrote {} and {}",
+                 p99 {:.1} ms (into a dir: store {:.1} / {:.1} ms); {:.1} archived bytes per \
+                 epoch, {:.3} of the history as JSON; archive lag p99 {} ms; peak RSS {} \
+                 MiB\nwrote {} and {}",
                 r.epochs,
                 r.final_ssts,
                 r.final_catalog_objects,
                 r.build_seconds,
                 r.rto_ms_p50,
                 r.rto_ms_p99,
+                r.store_ms_p50,
+                r.store_ms_p99,
                 r.archived_bytes_per_epoch,
+                r.archive_to_json_ratio,
                 r.archive_lag_ms_p99,
                 r.peak_rss_bytes >> 20,
                 json.display(),

@@ -1071,9 +1071,32 @@ fn bench_recovery_writes_a_result_and_a_report() {
     assert_eq!(samples.len(), 6);
     assert!(samples.iter().all(|s| s["ms"].as_f64().unwrap() > 0.0));
     assert!(r["rto_ms_p99"].as_f64() >= r["rto_ms_p50"].as_f64());
+    // Writing into a store comes on top of the restore itself.
+    assert!(samples
+        .iter()
+        .all(|s| s["store_ms"].as_f64().unwrap() >= s["ms"].as_f64().unwrap()));
+    // The archive is measured against the same history as plain JSON.
+    let (archived, json) = (
+        r["archived_bytes"].as_u64().unwrap(),
+        r["history_json_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        archived > 0 && json > archived,
+        "{archived} archived, {json} as JSON"
+    );
+    let ratio = r["archive_to_json_ratio"].as_f64().unwrap();
+    assert!(
+        (ratio - archived as f64 / json as f64).abs() < 1e-9,
+        "{ratio}"
+    );
+    assert!(
+        r.get("peers").is_none(),
+        "peers are only run by benches/peers.sh"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2);
-    assert_eq!(html.matches("<circle").count(), 12);
+    // Two series of 6 restores with their legend marks, then 6 against the snapshot.
+    assert_eq!(html.matches("<circle").count(), 6 * 2 + 2 + 6);
     // A second run into the same --out is refused rather than mixing histories.
     let err = fails(
         &[
