@@ -32,7 +32,8 @@ pub struct RecoveryConfig {
     pub ssts: usize,
     /// Catalog objects the catalog holds once grown. Default 10,000.
     pub catalog: usize,
-    /// Epochs between snapshots. Default 3600 (an hour at 1 s per epoch).
+    /// Epochs between snapshots. Default 1800 (30 minutes at 1 s per epoch): a restore
+    /// replays at most that many epochs on top of its snapshot.
     pub snapshot_every: u64,
     /// Restores to random epochs. Default 20.
     pub restores: usize,
@@ -46,7 +47,7 @@ impl Default for RecoveryConfig {
             epoch_interval_ms: 1000,
             ssts: 100_000,
             catalog: 10_000,
-            snapshot_every: 3600,
+            snapshot_every: 1800,
             restores: 20,
             seed: 1,
         }

@@ -271,7 +271,7 @@ pub struct RecoveryArgs {
     #[arg(long, default_value_t = 10_000)]
     pub catalog: usize,
     /// Epochs between snapshots.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 1800)]
     pub snapshot_every: u64,
     /// Restores to random epochs across the history.
     #[arg(long, default_value_t = 20)]
