@@ -1,13 +1,13 @@
 //! Restore into PostgreSQL: the schema of [`super::sql`], one transaction per restore,
-//! id generators as sequences.
+//! id generators as sequences; [`BatchApplier`] keeps such a database in step with a log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres::{Client, GenericClient, NoTls, Statement};
 
-use super::sql::{self, Col, Dialect, SqlValue};
+use super::sql::{self, Col, Dialect, RowOp, SqlValue};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{id_category_name, State, ID_CATEGORIES};
 
@@ -288,6 +288,96 @@ pub async fn read(url: &str) -> Result<State> {
         generators.insert(g.to_string(), u64::try_from(next).unwrap_or(0));
     }
     super::state_from_lines(&name, sql::lines_from_rows(&name, &tables, &generators)?)
+}
+
+/// Applies committed batches ([`sql::batch_ops`]) to a database that [`write`] created,
+/// one transaction each, with every statement prepared once per connection and the
+/// statements of a batch pipelined.
+pub struct BatchApplier {
+    client: Client,
+    store: String,
+    prepared: HashMap<String, Statement>,
+}
+
+impl BatchApplier {
+    pub async fn connect(url: &str) -> Result<Self> {
+        Ok(BatchApplier {
+            client: connect(url).await?,
+            store: redact(url),
+            prepared: HashMap::new(),
+        })
+    }
+
+    /// The name of the store in errors (the URL without its password).
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// Runs `ops` in one transaction: all of them or, on error, none.
+    pub async fn apply(&mut self, ops: &[RowOp]) -> Result<()> {
+        let store = &self.store;
+        let mut calls = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (text, params) = op.statement(Dialect::Postgres);
+            let stmt = match self.prepared.get(&text) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = self
+                        .client
+                        .prepare(&text)
+                        .await
+                        .map_err(|e| apply_error(store, e))?;
+                    self.prepared.insert(text, s.clone());
+                    s
+                }
+            };
+            calls.push((stmt, params));
+        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| classify(store, e))?;
+        for chunk in calls.chunks(PIPELINE) {
+            // Requests go out in the order the futures are first polled, which is theirs.
+            let futs = chunk.iter().map(|(stmt, params)| {
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let tx = &tx;
+                async move { tx.execute(stmt, &params).await }
+            });
+            futures::future::try_join_all(futs)
+                .await
+                .map_err(|e| apply_error(store, e))?;
+        }
+        tx.commit().await.map_err(|e| classify(store, e))
+    }
+}
+
+/// An error applying a batch: a missing table or a violated constraint means the
+/// database does not hold the state the batch follows.
+fn apply_error(store: &str, e: tokio_postgres::Error) -> Error {
+    use tokio_postgres::error::SqlState;
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::UNDEFINED_TABLE => Error::meta_store(
+            store,
+            ErrorKind::NotFound,
+            format!(
+                "{}: this database holds no restore; write a state into it first",
+                db.message()
+            ),
+        ),
+        Some(db) if db.code().code().starts_with("23") => Error::meta_store(
+            store,
+            ErrorKind::Corruption,
+            format!(
+                "{}: the database does not hold the state the batch follows; \
+                 write the whole state into it again",
+                db.message()
+            ),
+        ),
+        _ => classify(store, e),
+    }
 }
 
 impl ToSql for SqlValue {

@@ -27,13 +27,24 @@
 //! transaction that also creates the tables, so a failed restore leaves nothing behind.
 //! Reading back turns the rows into export lines and through [`crate::jsonl::from_lines`],
 //! so a target reads back exactly what was restored, checked like any import.
+//!
+//! A database written once can then follow a log batch by batch: [`batch_ops`] turns one
+//! committed batch and the state after it into [`RowOp`]s touching only the keys the batch
+//! names (upserted if the state still holds them, deleted if not; child rows rewritten per
+//! parent; the one-row tables and the header, whose epoch becomes the batch's, replaced),
+//! ordered so that every foreign key holds after every statement. Both rows and ops come
+//! from the same per-entity row builders. `postgres::BatchApplier` and
+//! `sqlite::BatchApplier` run one batch's ops per transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{catalog_kind_name, id_category_name, SstLoc, State, ID_CATEGORIES};
+use crate::model::{
+    catalog_kind_name, change::Kind, group_delta::Delta, id_category_name, CatalogObject, Change,
+    Group, IdCategory, SstLoc, SstableInfo, State, User, Version, WorkerNode, ID_CATEGORIES,
+};
 
 pub const FORMAT: &str = "metapitr-sql";
 pub const SCHEMA_VERSION: i64 = 1;
@@ -84,10 +95,13 @@ pub enum SqlValue {
 /// A table and the rows to insert into it.
 pub type TableRows = (&'static Table, Vec<Vec<SqlValue>>);
 
+#[derive(Debug, PartialEq)]
 pub struct Table {
     pub name: &'static str,
     pub columns: &'static [(&'static str, Col)],
-    /// Table constraints after the columns (primary and foreign keys).
+    /// The primary key's columns (none: the table holds one row).
+    pub key: &'static [&'static str],
+    /// Table constraints after the primary key (unique and foreign keys).
     pub constraints: &'static str,
     /// Whether the table exists in this dialect.
     pub sqlite_only: bool,
@@ -95,141 +109,166 @@ pub struct Table {
 
 use Col::*;
 
+const HEADER: Table = Table {
+    name: "metapitr_header",
+    columns: &[
+        ("format", Text),
+        ("schema_version", Int),
+        ("epoch", Int),
+        ("timeline", Int),
+    ],
+    key: &[],
+    constraints: "",
+    sqlite_only: false,
+};
+const CLUSTER: Table = Table {
+    name: "cluster",
+    columns: &[("cluster_id", Text)],
+    key: &[],
+    constraints: "",
+    sqlite_only: false,
+};
+const SYSTEM_PARAMS: Table = Table {
+    name: "system_params",
+    columns: &[("name", Text), ("value", Text)],
+    key: &["name"],
+    constraints: "",
+    sqlite_only: false,
+};
+const WORKERS: Table = Table {
+    name: "workers",
+    columns: &[
+        ("id", Int),
+        ("host", Text),
+        ("port", Int),
+        ("worker_type", Text),
+    ],
+    key: &["id"],
+    constraints: "",
+    sqlite_only: false,
+};
+const USERS: Table = Table {
+    name: "users",
+    columns: &[
+        ("id", Int),
+        ("name", Text),
+        ("is_super", Bool),
+        ("can_create_db", Bool),
+        ("can_create_user", Bool),
+        ("can_login", Bool),
+        ("auth_encryption_type", NullInt),
+        ("auth_encrypted_value", NullBytes),
+    ],
+    key: &["id"],
+    constraints: "UNIQUE (name)",
+    sqlite_only: false,
+};
+const USER_GRANTS: Table = Table {
+    name: "user_grants",
+    columns: &[
+        ("user_id", Int),
+        ("ordinal", Int),
+        ("object_id", Int),
+        ("action", Text),
+        ("with_grant_option", Bool),
+        ("granted_by", Int),
+    ],
+    key: &["user_id", "ordinal"],
+    constraints: "FOREIGN KEY (user_id) REFERENCES users (id)",
+    sqlite_only: false,
+};
+const CATALOG: Table = Table {
+    name: "catalog",
+    columns: &[
+        ("id", Int),
+        ("kind", Text),
+        ("name", Text),
+        ("database_id", NullInt),
+        ("schema_id", NullInt),
+        ("owner", Int),
+        ("definition", Text),
+    ],
+    key: &["id"],
+    constraints: "FOREIGN KEY (database_id) REFERENCES catalog (id), \
+                  FOREIGN KEY (schema_id) REFERENCES catalog (id)",
+    sqlite_only: false,
+};
+const CATALOG_DEPENDENCIES: Table = Table {
+    name: "catalog_dependencies",
+    columns: &[("object_id", Int), ("ordinal", Int), ("depends_on", Int)],
+    key: &["object_id", "ordinal"],
+    constraints: "FOREIGN KEY (object_id) REFERENCES catalog (id), \
+                  FOREIGN KEY (depends_on) REFERENCES catalog (id)",
+    sqlite_only: false,
+};
+const ID_GENERATORS: Table = Table {
+    name: "id_generators",
+    columns: &[("name", Text), ("next_id", Int)],
+    key: &["name"],
+    constraints: "",
+    sqlite_only: true,
+};
+const HUMMOCK_VERSION: Table = Table {
+    name: "hummock_version",
+    columns: &[
+        ("id", Int),
+        ("max_committed_epoch", Int),
+        ("safe_epoch", Int),
+    ],
+    key: &[],
+    constraints: "",
+    sqlite_only: false,
+};
+const COMPACTION_GROUPS: Table = Table {
+    name: "compaction_groups",
+    columns: &[("id", Int), ("max_level", Int), ("member_table_ids", Text)],
+    key: &["id"],
+    constraints: "",
+    sqlite_only: false,
+};
+const TABLE_COMMITTED_EPOCHS: Table = Table {
+    name: "table_committed_epochs",
+    columns: &[("table_id", Int), ("epoch", Int)],
+    key: &["table_id"],
+    constraints: "",
+    sqlite_only: false,
+};
+const SSTS: Table = Table {
+    name: "ssts",
+    columns: &[
+        ("group_id", Int),
+        ("sst_id", Int),
+        ("object_id", Int),
+        ("level", Int),
+        ("sub_level_id", Int),
+        ("file_size", Int),
+        ("table_ids", Text),
+        ("min_epoch", Int),
+        ("max_epoch", Int),
+        ("key_left", Bytes),
+        ("key_right", Bytes),
+        ("right_exclusive", Bool),
+    ],
+    key: &["group_id", "sst_id"],
+    constraints: "FOREIGN KEY (group_id) REFERENCES compaction_groups (id)",
+    sqlite_only: false,
+};
+
 /// Every table, in foreign-key order (a table comes after every table it references).
 pub const TABLES: &[Table] = &[
-    Table {
-        name: "metapitr_header",
-        columns: &[
-            ("format", Text),
-            ("schema_version", Int),
-            ("epoch", Int),
-            ("timeline", Int),
-        ],
-        constraints: "",
-        sqlite_only: false,
-    },
-    Table {
-        name: "cluster",
-        columns: &[("cluster_id", Text)],
-        constraints: "",
-        sqlite_only: false,
-    },
-    Table {
-        name: "system_params",
-        columns: &[("name", Text), ("value", Text)],
-        constraints: "PRIMARY KEY (name)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "workers",
-        columns: &[
-            ("id", Int),
-            ("host", Text),
-            ("port", Int),
-            ("worker_type", Text),
-        ],
-        constraints: "PRIMARY KEY (id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "users",
-        columns: &[
-            ("id", Int),
-            ("name", Text),
-            ("is_super", Bool),
-            ("can_create_db", Bool),
-            ("can_create_user", Bool),
-            ("can_login", Bool),
-            ("auth_encryption_type", NullInt),
-            ("auth_encrypted_value", NullBytes),
-        ],
-        constraints: "PRIMARY KEY (id), UNIQUE (name)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "user_grants",
-        columns: &[
-            ("user_id", Int),
-            ("ordinal", Int),
-            ("object_id", Int),
-            ("action", Text),
-            ("with_grant_option", Bool),
-            ("granted_by", Int),
-        ],
-        constraints: "PRIMARY KEY (user_id, ordinal), FOREIGN KEY (user_id) REFERENCES users (id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "catalog",
-        columns: &[
-            ("id", Int),
-            ("kind", Text),
-            ("name", Text),
-            ("database_id", NullInt),
-            ("schema_id", NullInt),
-            ("owner", Int),
-            ("definition", Text),
-        ],
-        constraints: "PRIMARY KEY (id), FOREIGN KEY (database_id) REFERENCES catalog (id), \
-                      FOREIGN KEY (schema_id) REFERENCES catalog (id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "catalog_dependencies",
-        columns: &[("object_id", Int), ("ordinal", Int), ("depends_on", Int)],
-        constraints: "PRIMARY KEY (object_id, ordinal), \
-                      FOREIGN KEY (object_id) REFERENCES catalog (id), \
-                      FOREIGN KEY (depends_on) REFERENCES catalog (id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "id_generators",
-        columns: &[("name", Text), ("next_id", Int)],
-        constraints: "PRIMARY KEY (name)",
-        sqlite_only: true,
-    },
-    Table {
-        name: "hummock_version",
-        columns: &[
-            ("id", Int),
-            ("max_committed_epoch", Int),
-            ("safe_epoch", Int),
-        ],
-        constraints: "",
-        sqlite_only: false,
-    },
-    Table {
-        name: "compaction_groups",
-        columns: &[("id", Int), ("max_level", Int), ("member_table_ids", Text)],
-        constraints: "PRIMARY KEY (id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "table_committed_epochs",
-        columns: &[("table_id", Int), ("epoch", Int)],
-        constraints: "PRIMARY KEY (table_id)",
-        sqlite_only: false,
-    },
-    Table {
-        name: "ssts",
-        columns: &[
-            ("group_id", Int),
-            ("sst_id", Int),
-            ("object_id", Int),
-            ("level", Int),
-            ("sub_level_id", Int),
-            ("file_size", Int),
-            ("table_ids", Text),
-            ("min_epoch", Int),
-            ("max_epoch", Int),
-            ("key_left", Bytes),
-            ("key_right", Bytes),
-            ("right_exclusive", Bool),
-        ],
-        constraints: "PRIMARY KEY (group_id, sst_id), \
-                      FOREIGN KEY (group_id) REFERENCES compaction_groups (id)",
-        sqlite_only: false,
-    },
+    HEADER,
+    CLUSTER,
+    SYSTEM_PARAMS,
+    WORKERS,
+    USERS,
+    USER_GRANTS,
+    CATALOG,
+    CATALOG_DEPENDENCIES,
+    ID_GENERATORS,
+    HUMMOCK_VERSION,
+    COMPACTION_GROUPS,
+    TABLE_COMMITTED_EPOCHS,
+    SSTS,
 ];
 
 impl Table {
@@ -243,6 +282,9 @@ impl Table {
             .iter()
             .map(|(n, c)| format!("{n} {}", c.sql(d)))
             .collect();
+        if !self.key.is_empty() {
+            cols.push(format!("PRIMARY KEY ({})", self.key.join(", ")));
+        }
         if !self.constraints.is_empty() {
             cols.push(self.constraints.to_string());
         }
@@ -250,18 +292,33 @@ impl Table {
     }
 
     pub fn insert_sql(&self, d: Dialect) -> String {
-        let params: Vec<String> = (1..=self.columns.len())
-            .map(|i| match d {
-                Dialect::Postgres => format!("${i}"),
-                Dialect::Sqlite => format!("?{i}"),
-            })
-            .collect();
+        let params: Vec<String> = (1..=self.columns.len()).map(|i| param(d, i)).collect();
         format!(
             "INSERT INTO {} ({}) VALUES ({})",
             self.name,
             self.column_list(),
             params.join(", ")
         )
+    }
+
+    /// [`Table::insert_sql`] that overwrites the row with the same primary key, if any.
+    pub fn upsert_sql(&self, d: Dialect) -> String {
+        let insert = self.insert_sql(d);
+        if self.key.is_empty() {
+            return insert;
+        }
+        let set: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|(n, _)| !self.key.contains(n))
+            .map(|(n, _)| format!("{n} = excluded.{n}"))
+            .collect();
+        let action = if set.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", set.join(", "))
+        };
+        format!("{insert} ON CONFLICT ({}) DO {action}", self.key.join(", "))
     }
 
     /// Every row in a stable order.
@@ -293,12 +350,23 @@ pub fn sequence_name(generator: &str) -> String {
     format!("id_{generator}")
 }
 
-fn int(store: &str, what: &str, v: u64) -> Result<SqlValue> {
-    i64::try_from(v).map(SqlValue::Int).map_err(|_| {
+fn id64(store: &str, what: &str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| {
         Error::InvalidInput(format!(
             "{what} = {v} does not fit the 64-bit signed integers of {store}"
         ))
     })
+}
+
+fn int(store: &str, what: &str, v: u64) -> Result<SqlValue> {
+    id64(store, what, v).map(SqlValue::Int)
+}
+
+fn param(d: Dialect, i: usize) -> String {
+    match d {
+        Dialect::Postgres => format!("${i}"),
+        Dialect::Sqlite => format!("?{i}"),
+    }
 }
 
 fn ids_json(ids: &[u32]) -> SqlValue {
@@ -317,159 +385,529 @@ fn opt_id(store: &str, what: &str, id: u32) -> Result<SqlValue> {
 /// where every object comes after the objects it references). `store` names the target
 /// in errors.
 pub fn rows(state: &State, d: Dialect, store: &str) -> Result<Vec<TableRows>> {
-    let mut out = Vec::new();
-    for t in tables(d) {
-        let mut rs: Vec<Vec<SqlValue>> = Vec::new();
-        match t.name {
-            "metapitr_header" => rs.push(vec![
-                SqlValue::Text(FORMAT.into()),
-                SqlValue::Int(SCHEMA_VERSION),
-                int(store, "epoch", state.epoch)?,
-                SqlValue::Int(state.timeline.into()),
-            ]),
-            "cluster" => rs.push(vec![SqlValue::Text(state.cluster_id.clone())]),
-            "system_params" => {
-                for (k, v) in &state.params {
-                    rs.push(vec![SqlValue::Text(k.clone()), SqlValue::Text(v.clone())]);
-                }
-            }
-            "workers" => {
-                for w in state.workers.values() {
-                    rs.push(vec![
-                        SqlValue::Int(w.id.into()),
-                        SqlValue::Text(w.host.clone()),
-                        SqlValue::Int(w.port.into()),
-                        SqlValue::Text(w.worker_type().as_str_name().into()),
-                    ]);
-                }
-            }
-            "users" => {
-                for u in state.users.values() {
-                    let (et, ev) = match &u.auth_info {
-                        Some(a) => (
-                            SqlValue::Int(a.encryption_type.into()),
-                            SqlValue::Bytes(a.encrypted_value.clone()),
-                        ),
-                        None => (SqlValue::Null(NullInt), SqlValue::Null(NullBytes)),
-                    };
-                    rs.push(vec![
-                        SqlValue::Int(u.id.into()),
-                        SqlValue::Text(u.name.clone()),
-                        SqlValue::Bool(u.is_super),
-                        SqlValue::Bool(u.can_create_db),
-                        SqlValue::Bool(u.can_create_user),
-                        SqlValue::Bool(u.can_login),
-                        et,
-                        ev,
-                    ]);
-                }
-            }
-            "user_grants" => {
-                for u in state.users.values() {
-                    for (i, g) in u.grants.iter().enumerate() {
-                        rs.push(vec![
-                            SqlValue::Int(u.id.into()),
-                            SqlValue::Int(i as i64),
-                            SqlValue::Int(g.object_id.into()),
-                            SqlValue::Text(g.action().as_str_name().into()),
-                            SqlValue::Bool(g.with_grant_option),
-                            SqlValue::Int(g.granted_by.into()),
-                        ]);
-                    }
-                }
-            }
-            "catalog" => {
-                for o in catalog_in_reference_order(state)? {
-                    rs.push(vec![
-                        SqlValue::Int(o.id.into()),
-                        SqlValue::Text(catalog_kind_name(o.kind()).into()),
-                        SqlValue::Text(o.name.clone()),
-                        opt_id(store, "database_id", o.database_id)?,
-                        opt_id(store, "schema_id", o.schema_id)?,
-                        SqlValue::Int(o.owner.into()),
-                        SqlValue::Text(o.definition.clone()),
-                    ]);
-                }
-            }
-            "catalog_dependencies" => {
-                for o in state.catalog.values() {
-                    for (i, dep) in o.dependencies.iter().enumerate() {
-                        rs.push(vec![
-                            SqlValue::Int(o.id.into()),
-                            SqlValue::Int(i as i64),
-                            SqlValue::Int((*dep).into()),
-                        ]);
-                    }
-                }
-            }
-            "id_generators" => {
-                for c in ID_CATEGORIES {
-                    rs.push(vec![
-                        SqlValue::Text(id_category_name(c).into()),
-                        int(store, id_category_name(c), state.id(c))?,
-                    ]);
-                }
-            }
-            "hummock_version" => {
-                let v = &state.hummock;
-                rs.push(vec![
-                    int(store, "hummock version id", v.id)?,
-                    int(store, "max_committed_epoch", v.max_committed_epoch)?,
-                    int(store, "safe_epoch", v.safe_epoch)?,
-                ]);
-            }
-            "compaction_groups" => {
-                for (id, g) in &state.hummock.groups {
-                    rs.push(vec![
-                        int(store, "compaction group id", *id)?,
-                        SqlValue::Int(g.max_level.into()),
-                        ids_json(&g.member_table_ids),
-                    ]);
-                }
-            }
-            "table_committed_epochs" => {
-                for (t, e) in &state.hummock.table_committed_epochs {
-                    rs.push(vec![SqlValue::Int((*t).into()), int(store, "epoch", *e)?]);
-                }
-            }
-            "ssts" => {
-                for (gid, loc, s) in state.hummock.ssts() {
-                    let (level, sub) = match loc {
-                        SstLoc::L0(sub) => (0, sub),
-                        SstLoc::Level(l) => (l, 0),
-                    };
-                    let kr = s.key_range.clone().unwrap_or_default();
-                    rs.push(vec![
-                        int(store, "group_id", gid)?,
-                        int(store, "sst_id", s.sst_id)?,
-                        int(store, "object_id", s.object_id)?,
-                        SqlValue::Int(level.into()),
-                        int(store, "sub_level_id", sub)?,
-                        int(store, "file_size", s.file_size)?,
-                        ids_json(&s.table_ids),
-                        int(store, "min_epoch", s.min_epoch)?,
-                        int(store, "max_epoch", s.max_epoch)?,
-                        SqlValue::Bytes(kr.left),
-                        SqlValue::Bytes(kr.right),
-                        SqlValue::Bool(kr.right_exclusive),
-                    ]);
-                }
-            }
-            other => return Err(Error::Internal(format!("no rows for table {other}"))),
-        }
-        out.push((t, rs));
-    }
-    Ok(out)
+    let (s, h) = (state, &state.hummock);
+    let all = |_| true;
+    let out: Vec<TableRows> = vec![
+        (&HEADER, vec![header_row(s, store)?]),
+        (&CLUSTER, vec![cluster_row(s)]),
+        (
+            &SYSTEM_PARAMS,
+            s.params.iter().map(|(k, v)| param_row(k, v)).collect(),
+        ),
+        (&WORKERS, s.workers.values().map(worker_row).collect()),
+        (&USERS, s.users.values().map(user_row).collect()),
+        (
+            &USER_GRANTS,
+            s.users.values().flat_map(grant_rows).collect(),
+        ),
+        (
+            &CATALOG,
+            catalog_in_reference_order(s, s.catalog.keys().copied(), all)?
+                .into_iter()
+                .map(|o| catalog_row(o, store))
+                .collect::<Result<_>>()?,
+        ),
+        (
+            &CATALOG_DEPENDENCIES,
+            s.catalog.values().flat_map(dependency_rows).collect(),
+        ),
+        (
+            &ID_GENERATORS,
+            ID_CATEGORIES
+                .iter()
+                .map(|c| generator_row(*c, s, store))
+                .collect::<Result<_>>()?,
+        ),
+        (&HUMMOCK_VERSION, vec![version_row(h, store)?]),
+        (
+            &COMPACTION_GROUPS,
+            h.groups
+                .iter()
+                .map(|(id, g)| group_row(*id, g, store))
+                .collect::<Result<_>>()?,
+        ),
+        (
+            &TABLE_COMMITTED_EPOCHS,
+            h.table_committed_epochs
+                .iter()
+                .map(|(t, e)| table_epoch_row(*t, *e, store))
+                .collect::<Result<_>>()?,
+        ),
+        (
+            &SSTS,
+            h.ssts()
+                .map(|(gid, loc, sst)| sst_row(gid, loc, sst, store))
+                .collect::<Result<_>>()?,
+        ),
+    ];
+    Ok(out.into_iter().filter(|(t, _)| t.exists_in(d)).collect())
 }
 
-/// Catalog objects ordered so that each comes after its database, schema and
-/// dependencies (ids ascending where the references allow).
-fn catalog_in_reference_order(state: &State) -> Result<Vec<&crate::model::CatalogObject>> {
-    let mut done: HashMap<u32, bool> = HashMap::with_capacity(state.catalog.len());
-    let mut order = Vec::with_capacity(state.catalog.len());
-    for root in state.catalog.keys() {
+fn header_row(s: &State, store: &str) -> Result<Vec<SqlValue>> {
+    Ok(vec![
+        SqlValue::Text(FORMAT.into()),
+        SqlValue::Int(SCHEMA_VERSION),
+        int(store, "epoch", s.epoch)?,
+        SqlValue::Int(s.timeline.into()),
+    ])
+}
+
+fn cluster_row(s: &State) -> Vec<SqlValue> {
+    vec![SqlValue::Text(s.cluster_id.clone())]
+}
+
+fn param_row(name: &str, value: &str) -> Vec<SqlValue> {
+    vec![SqlValue::Text(name.into()), SqlValue::Text(value.into())]
+}
+
+fn worker_row(w: &WorkerNode) -> Vec<SqlValue> {
+    vec![
+        SqlValue::Int(w.id.into()),
+        SqlValue::Text(w.host.clone()),
+        SqlValue::Int(w.port.into()),
+        SqlValue::Text(w.worker_type().as_str_name().into()),
+    ]
+}
+
+fn user_row(u: &User) -> Vec<SqlValue> {
+    let (et, ev) = match &u.auth_info {
+        Some(a) => (
+            SqlValue::Int(a.encryption_type.into()),
+            SqlValue::Bytes(a.encrypted_value.clone()),
+        ),
+        None => (SqlValue::Null(NullInt), SqlValue::Null(NullBytes)),
+    };
+    vec![
+        SqlValue::Int(u.id.into()),
+        SqlValue::Text(u.name.clone()),
+        SqlValue::Bool(u.is_super),
+        SqlValue::Bool(u.can_create_db),
+        SqlValue::Bool(u.can_create_user),
+        SqlValue::Bool(u.can_login),
+        et,
+        ev,
+    ]
+}
+
+/// A user's grants, `ordinal` being the position in the user's (sorted) list.
+fn grant_rows(u: &User) -> impl Iterator<Item = Vec<SqlValue>> + '_ {
+    u.grants.iter().enumerate().map(|(i, g)| {
+        vec![
+            SqlValue::Int(u.id.into()),
+            SqlValue::Int(i as i64),
+            SqlValue::Int(g.object_id.into()),
+            SqlValue::Text(g.action().as_str_name().into()),
+            SqlValue::Bool(g.with_grant_option),
+            SqlValue::Int(g.granted_by.into()),
+        ]
+    })
+}
+
+fn catalog_row(o: &CatalogObject, store: &str) -> Result<Vec<SqlValue>> {
+    Ok(vec![
+        SqlValue::Int(o.id.into()),
+        SqlValue::Text(catalog_kind_name(o.kind()).into()),
+        SqlValue::Text(o.name.clone()),
+        opt_id(store, "database_id", o.database_id)?,
+        opt_id(store, "schema_id", o.schema_id)?,
+        SqlValue::Int(o.owner.into()),
+        SqlValue::Text(o.definition.clone()),
+    ])
+}
+
+fn dependency_rows(o: &CatalogObject) -> impl Iterator<Item = Vec<SqlValue>> + '_ {
+    o.dependencies.iter().enumerate().map(|(i, dep)| {
+        vec![
+            SqlValue::Int(o.id.into()),
+            SqlValue::Int(i as i64),
+            SqlValue::Int((*dep).into()),
+        ]
+    })
+}
+
+fn generator_row(c: IdCategory, s: &State, store: &str) -> Result<Vec<SqlValue>> {
+    let name = id_category_name(c);
+    Ok(vec![
+        SqlValue::Text(name.into()),
+        int(store, name, s.id(c))?,
+    ])
+}
+
+fn version_row(v: &Version, store: &str) -> Result<Vec<SqlValue>> {
+    Ok(vec![
+        int(store, "hummock version id", v.id)?,
+        int(store, "max_committed_epoch", v.max_committed_epoch)?,
+        int(store, "safe_epoch", v.safe_epoch)?,
+    ])
+}
+
+fn group_row(id: u64, g: &Group, store: &str) -> Result<Vec<SqlValue>> {
+    Ok(vec![
+        int(store, "compaction group id", id)?,
+        SqlValue::Int(g.max_level.into()),
+        ids_json(&g.member_table_ids),
+    ])
+}
+
+fn table_epoch_row(table_id: u32, epoch: u64, store: &str) -> Result<Vec<SqlValue>> {
+    Ok(vec![
+        SqlValue::Int(table_id.into()),
+        int(store, "epoch", epoch)?,
+    ])
+}
+
+fn sst_row(gid: u64, loc: SstLoc, s: &SstableInfo, store: &str) -> Result<Vec<SqlValue>> {
+    let (level, sub) = match loc {
+        SstLoc::L0(sub) => (0, sub),
+        SstLoc::Level(l) => (l, 0),
+    };
+    let kr = s.key_range.clone().unwrap_or_default();
+    Ok(vec![
+        int(store, "group_id", gid)?,
+        int(store, "sst_id", s.sst_id)?,
+        int(store, "object_id", s.object_id)?,
+        SqlValue::Int(level.into()),
+        int(store, "sub_level_id", sub)?,
+        int(store, "file_size", s.file_size)?,
+        ids_json(&s.table_ids),
+        int(store, "min_epoch", s.min_epoch)?,
+        int(store, "max_epoch", s.max_epoch)?,
+        SqlValue::Bytes(kr.left),
+        SqlValue::Bytes(kr.right),
+        SqlValue::Bool(kr.right_exclusive),
+    ])
+}
+
+/// One statement of an incremental apply ([`batch_ops`]); [`RowOp::statement`] renders it
+/// in a dialect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOp {
+    /// Inserts the row, or overwrites the row with its primary key (in a table without
+    /// one, only inserts: such a table is cleared first).
+    Upsert(&'static Table, Vec<SqlValue>),
+    /// Deletes the rows whose columns hold these values: every row when `key` is empty,
+    /// else one row by its primary key or a parent's rows in a child table.
+    Delete {
+        table: &'static Table,
+        key: Vec<(&'static str, SqlValue)>,
+    },
+    /// Deletes the rows whose `column` holds one of `ids`, in one statement: foreign keys
+    /// are checked at its end, so the rows may refer to each other.
+    DeleteIds {
+        table: &'static Table,
+        column: &'static str,
+        ids: Vec<i64>,
+    },
+    /// Sets an id generator ([`id_category_name`]): its sequence on PostgreSQL, its
+    /// `id_generators` row on SQLite.
+    SetGenerator { name: &'static str, next: i64 },
+}
+
+impl RowOp {
+    /// The SQL text of the operation in a dialect, and its parameters.
+    pub fn statement(&self, d: Dialect) -> (String, Vec<SqlValue>) {
+        match self {
+            RowOp::Upsert(t, row) => (t.upsert_sql(d), row.clone()),
+            RowOp::Delete { table, key } => {
+                let conds: Vec<String> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| format!("{c} = {}", param(d, i + 1)))
+                    .collect();
+                let filter = if conds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conds.join(" AND "))
+                };
+                let params = key.iter().map(|(_, v)| v.clone()).collect();
+                (format!("DELETE FROM {}{filter}", table.name), params)
+            }
+            RowOp::DeleteIds { table, column, ids } => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let (set, list) = match d {
+                    // An array literal cast in the statement: one prepared statement for
+                    // any number of ids, and an index scan.
+                    Dialect::Postgres => (
+                        "= ANY($1::text::bigint[])",
+                        format!("{{{}}}", list.join(",")),
+                    ),
+                    Dialect::Sqlite => (
+                        "IN (SELECT value FROM json_each(?1))",
+                        format!("[{}]", list.join(",")),
+                    ),
+                };
+                let sql = format!("DELETE FROM {} WHERE {column} {set}", table.name);
+                (sql, vec![SqlValue::Text(list)])
+            }
+            RowOp::SetGenerator { name, next } => match d {
+                Dialect::Postgres => (
+                    "SELECT setval($1::text::regclass, $2, false)".into(),
+                    vec![SqlValue::Text(sequence_name(name)), SqlValue::Int(*next)],
+                ),
+                Dialect::Sqlite => (
+                    ID_GENERATORS.upsert_sql(d),
+                    vec![SqlValue::Text((*name).into()), SqlValue::Int(*next)],
+                ),
+            },
+        }
+    }
+}
+
+/// The keys one batch touched, each once.
+#[derive(Default)]
+struct Touched {
+    cluster: bool,
+    params: BTreeSet<String>,
+    workers: BTreeSet<u32>,
+    users: BTreeSet<u32>,
+    catalog: BTreeSet<u32>,
+    generators: BTreeSet<IdCategory>,
+    version: bool,
+    groups: BTreeSet<u64>,
+    /// (group, sst_id): inserted into or removed from the group.
+    ssts: BTreeSet<(u64, u64)>,
+    table_epochs: BTreeSet<u32>,
+}
+
+impl Touched {
+    fn of(changes: &[Change], store: &str) -> Result<Self> {
+        let mut t = Touched::default();
+        for c in changes {
+            let Some(kind) = &c.kind else { continue };
+            match kind {
+                Kind::CreateCatalog(o) | Kind::AlterCatalog(o) => {
+                    t.catalog.insert(o.id);
+                }
+                Kind::DropCatalog(id) => {
+                    t.catalog.insert(*id);
+                }
+                Kind::IdAdvance(g) => {
+                    let c = IdCategory::try_from(g.category).map_err(|_| {
+                        Error::InvalidInput(format!(
+                            "a batch for {store} advances the unknown id generator {}; \
+                             apply only batches the state accepted",
+                            g.category
+                        ))
+                    })?;
+                    t.generators.insert(c);
+                }
+                Kind::CreateUser(u) | Kind::AlterUser(u) => {
+                    t.users.insert(u.id);
+                }
+                Kind::DropUser(id) => {
+                    t.users.insert(*id);
+                }
+                Kind::Grant(g) => {
+                    t.users.insert(g.user_id);
+                }
+                Kind::Revoke(r) => {
+                    t.users.insert(r.user_id);
+                }
+                Kind::SetParam(p) => {
+                    t.params.insert(p.name.clone());
+                }
+                Kind::SetClusterId(_) => t.cluster = true,
+                Kind::AddWorker(w) => {
+                    t.workers.insert(w.id);
+                }
+                Kind::RemoveWorker(id) => {
+                    t.workers.insert(*id);
+                }
+                Kind::HummockDelta(d) => {
+                    t.version = true;
+                    for gd in &d.group_deltas {
+                        let g = gd.group_id;
+                        match &gd.delta {
+                            None => {}
+                            Some(Delta::GroupConstruct(_) | Delta::GroupDestroy(_)) => {
+                                t.groups.insert(g);
+                            }
+                            Some(Delta::NewL0SubLevel(n)) => {
+                                t.ssts.extend(n.ssts.iter().map(|s| (g, s.sst_id)));
+                            }
+                            Some(Delta::IntraLevel(il)) => {
+                                t.ssts.extend(il.removed_sst_ids.iter().map(|s| (g, *s)));
+                                t.ssts
+                                    .extend(il.inserted_ssts.iter().map(|s| (g, s.sst_id)));
+                            }
+                        }
+                    }
+                    let epochs = d.table_committed_epochs.iter().map(|e| e.table_id);
+                    t.table_epochs
+                        .extend(epochs.chain(d.removed_table_ids.iter().copied()));
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The row operations that take a database holding the state before `changes` (one
+/// committed batch) to `after`, the state [`State::apply_batch`] made of it: every key the
+/// batch touched is upserted if `after` holds it and deleted if not. The order keeps every
+/// foreign key after every statement. Costs time in proportion to the batch, not to the
+/// state. `store` names the target in errors.
+pub fn batch_ops(after: &State, changes: &[Change], store: &str) -> Result<Vec<RowOp>> {
+    let t = Touched::of(changes, store)?;
+    let h = &after.hummock;
+    let clear = |table| RowOp::Delete { table, key: vec![] };
+    let mut ops = vec![
+        clear(&HEADER),
+        RowOp::Upsert(&HEADER, header_row(after, store)?),
+    ];
+    if t.cluster {
+        ops.extend([clear(&CLUSTER), RowOp::Upsert(&CLUSTER, cluster_row(after))]);
+    }
+    for name in &t.params {
+        ops.push(match after.params.get(name) {
+            Some(v) => RowOp::Upsert(&SYSTEM_PARAMS, param_row(name, v)),
+            None => RowOp::Delete {
+                table: &SYSTEM_PARAMS,
+                key: vec![("name", SqlValue::Text(name.clone()))],
+            },
+        });
+    }
+
+    ops.extend(delete_ids(
+        &WORKERS,
+        "id",
+        gone(&t.workers, |k| after.workers.contains_key(k)),
+    ));
+    ops.extend(
+        t.workers
+            .iter()
+            .filter_map(|id| after.workers.get(id))
+            .map(|w| RowOp::Upsert(&WORKERS, worker_row(w))),
+    );
+
+    // Users are deleted and inserted again rather than upserted: a batch may pass a name
+    // from one user to another, and `users.name` is unique row by row.
+    let users: Vec<i64> = t.users.iter().map(|id| i64::from(*id)).collect();
+    ops.extend(delete_ids(&USER_GRANTS, "user_id", users.clone()));
+    ops.extend(delete_ids(&USERS, "id", users));
+    let users: Vec<&User> = t
+        .users
+        .iter()
+        .filter_map(|id| after.users.get(id))
+        .collect();
+    ops.extend(users.iter().map(|u| RowOp::Upsert(&USERS, user_row(u))));
+    let grants = users.iter().flat_map(|u| grant_rows(u));
+    ops.extend(grants.map(|r| RowOp::Upsert(&USER_GRANTS, r)));
+
+    // Catalog: dependencies of every touched object go first, then objects that remain
+    // are upserted in reference order with their dependencies, then dropped ones deleted
+    // together (a batch may alter an object away from what it drops later, so the rows
+    // being deleted need not come in an order the batch shows).
+    let touched: Vec<i64> = t.catalog.iter().map(|id| i64::from(*id)).collect();
+    ops.extend(delete_ids(&CATALOG_DEPENDENCIES, "object_id", touched));
+    let kept = catalog_in_reference_order(after, t.catalog.iter().copied(), |id| {
+        t.catalog.contains(&id)
+    })?;
+    for o in &kept {
+        ops.push(RowOp::Upsert(&CATALOG, catalog_row(o, store)?));
+    }
+    let deps = kept.iter().flat_map(|o| dependency_rows(o));
+    ops.extend(deps.map(|r| RowOp::Upsert(&CATALOG_DEPENDENCIES, r)));
+    ops.extend(delete_ids(
+        &CATALOG,
+        "id",
+        gone(&t.catalog, |k| after.catalog.contains_key(k)),
+    ));
+
+    for c in &t.generators {
+        let name = id_category_name(*c);
+        let next = id64(store, name, after.id(*c))?;
+        ops.push(RowOp::SetGenerator { name, next });
+    }
+
+    if t.version {
+        ops.extend([
+            clear(&HUMMOCK_VERSION),
+            RowOp::Upsert(&HUMMOCK_VERSION, version_row(h, store)?),
+        ]);
+    }
+    // Groups exist before their SSTs arrive and go after their SSTs left.
+    for (id, g) in t
+        .groups
+        .iter()
+        .filter_map(|id| Some((*id, h.groups.get(id)?)))
+    {
+        ops.push(RowOp::Upsert(&COMPACTION_GROUPS, group_row(id, g, store)?));
+    }
+    let mut inserts = Vec::new();
+    for &(g, id) in &t.ssts {
+        // An SST the batch removed may sit elsewhere in the same group now (a move
+        // between levels), or in another group (touched there too).
+        let now = h.locate(id).filter(|(at, _)| *at == g);
+        match now.and_then(|(_, loc)| Some((loc, h.sst(id)?))) {
+            Some((loc, s)) => inserts.push(RowOp::Upsert(&SSTS, sst_row(g, loc, s, store)?)),
+            None => ops.push(RowOp::Delete {
+                table: &SSTS,
+                key: vec![
+                    ("group_id", int(store, "group_id", g)?),
+                    ("sst_id", int(store, "sst_id", id)?),
+                ],
+            }),
+        }
+    }
+    let destroyed = t
+        .groups
+        .iter()
+        .filter(|id| !h.groups.contains_key(id))
+        .map(|id| id64(store, "compaction group id", *id))
+        .collect::<Result<Vec<_>>>()?;
+    ops.extend(destroyed.iter().map(|id| RowOp::Delete {
+        table: &SSTS,
+        key: vec![("group_id", SqlValue::Int(*id))],
+    }));
+    ops.extend(inserts);
+    ops.extend(delete_ids(&COMPACTION_GROUPS, "id", destroyed));
+
+    let epochs = &h.table_committed_epochs;
+    ops.extend(delete_ids(
+        &TABLE_COMMITTED_EPOCHS,
+        "table_id",
+        gone(&t.table_epochs, |k| epochs.contains_key(k)),
+    ));
+    for (tid, e) in t
+        .table_epochs
+        .iter()
+        .filter_map(|k| Some((*k, *epochs.get(k)?)))
+    {
+        ops.push(RowOp::Upsert(
+            &TABLE_COMMITTED_EPOCHS,
+            table_epoch_row(tid, e, store)?,
+        ));
+    }
+    Ok(ops)
+}
+
+/// Deletes the rows whose `column` is one of `ids`; none when there are none.
+fn delete_ids(table: &'static Table, column: &'static str, ids: Vec<i64>) -> Option<RowOp> {
+    (!ids.is_empty()).then_some(RowOp::DeleteIds { table, column, ids })
+}
+
+/// The keys that are not `present` (any more).
+fn gone(keys: &BTreeSet<u32>, present: impl Fn(&u32) -> bool) -> Vec<i64> {
+    keys.iter()
+        .filter(|k| !present(k))
+        .map(|k| i64::from(*k))
+        .collect()
+}
+
+/// Catalog objects reachable from `roots` through references to objects `within` allows,
+/// ordered so that each comes after its database, schema and dependencies among them (ids
+/// ascending where the references allow).
+fn catalog_in_reference_order(
+    state: &State,
+    roots: impl IntoIterator<Item = u32>,
+    within: impl Fn(u32) -> bool,
+) -> Result<Vec<&CatalogObject>> {
+    let mut done: HashMap<u32, bool> = HashMap::new();
+    let mut order = Vec::new();
+    for root in roots {
         // Iterative depth-first search; `false` marks an object on the current path.
-        let mut stack: Vec<(u32, bool)> = vec![(*root, false)];
+        let mut stack: Vec<(u32, bool)> = vec![(root, false)];
         while let Some((id, expanded)) = stack.pop() {
             if expanded {
                 done.insert(id, true);
@@ -495,7 +933,7 @@ fn catalog_in_reference_order(state: &State) -> Result<Vec<&crate::model::Catalo
             let refs = [o.database_id, o.schema_id]
                 .into_iter()
                 .chain(o.dependencies.iter().copied())
-                .filter(|r| *r != 0 && *r != id);
+                .filter(|r| *r != 0 && *r != id && within(*r));
             for r in refs.collect::<Vec<_>>().into_iter().rev() {
                 if !done.contains_key(&r) {
                     stack.push((r, false));
@@ -720,5 +1158,19 @@ impl<F: Fn(String) -> Error> Reader<'_, F> {
     fn json(&self, v: &SqlValue, col: &str) -> Result<Value> {
         let s = self.text(v, col)?;
         serde_json::from_str(s).map_err(|e| (self.bad)(format!("{col} is not a JSON array: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_come_table_by_table_in_table_order() {
+        for d in [Dialect::Postgres, Dialect::Sqlite] {
+            let rows = rows(&State::new(1), d, "test").unwrap();
+            let names: Vec<&str> = rows.iter().map(|(t, _)| t.name).collect();
+            assert_eq!(names, tables(d).map(|t| t.name).collect::<Vec<_>>());
+        }
     }
 }

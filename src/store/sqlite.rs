@@ -1,5 +1,6 @@
 //! Restore into SQLite (`sqlite:PATH`): the schema of [`super::sql`] in one file, the
-//! embedded SQL option of a meta service. Runs on a blocking thread.
+//! embedded SQL option of a meta service. Runs on a blocking thread; [`BatchApplier`]
+//! (synchronous) keeps such a file in step with a log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::sql::{self, Col, Dialect, SqlValue};
+use super::sql::{self, Col, Dialect, RowOp, SqlValue};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::State;
 
@@ -212,6 +213,71 @@ pub async fn read(p: &Path) -> Result<State> {
     })
     .await?;
     super::state_from_lines(&n, sql::lines_from_rows(&n, &tables, &generators)?)
+}
+
+/// Applies committed batches ([`sql::batch_ops`]) to a file that [`write`] created, one
+/// transaction each. Blocking: call it from a blocking thread in async code.
+pub struct BatchApplier {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl BatchApplier {
+    pub fn open(p: &Path) -> Result<Self> {
+        if !p.exists() {
+            return Err(Error::meta_store(
+                name(p),
+                ErrorKind::NotFound,
+                "the file does not exist; write a state into it first",
+            ));
+        }
+        let conn = open(p, false)?;
+        // Room for every statement an apply renders (two or three per table).
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(BatchApplier {
+            conn,
+            path: p.to_path_buf(),
+        })
+    }
+
+    /// Runs `ops` in one transaction: all of them or, on error, none.
+    pub fn apply(&mut self, ops: &[RowOp]) -> Result<()> {
+        let p = &self.path;
+        let fail = |e: rusqlite::Error| {
+            let msg = e.to_string();
+            match &e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::meta_store(
+                        name(p),
+                        ErrorKind::Corruption,
+                        format!(
+                            "{msg}: the file does not hold the state the batch follows; \
+                             write the whole state into it again"
+                        ),
+                    )
+                }
+                _ if msg.contains("no such table") => Error::meta_store(
+                    name(p),
+                    ErrorKind::NotFound,
+                    format!("{msg}: this file holds no restore; write a state into it first"),
+                ),
+                _ => err(p, e),
+            }
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        for op in ops {
+            let (text, params) = op.statement(Dialect::Sqlite);
+            tx.prepare_cached(&text)
+                .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+                .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
 }
 
 fn value(v: ValueRef<'_>, ty: Col) -> Option<SqlValue> {
