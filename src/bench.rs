@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::repo::{Repo, RepoLocation};
@@ -55,7 +55,7 @@ impl Default for RecoveryConfig {
 }
 
 /// One restore.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub target_epoch: u64,
     /// Where the target lies in the history, 0 (first epoch) to 1 (last).
@@ -71,7 +71,7 @@ pub struct Sample {
     pub store_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryResult {
     pub repo: String,
     pub epochs: u64,
@@ -106,7 +106,7 @@ pub struct RecoveryResult {
 }
 
 /// The peers' results, side by side with metapitr's on the same history.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Peers {
     /// How the peers ran (versions, settings), one line each.
     pub conditions: Vec<String>,
@@ -135,7 +135,7 @@ pub struct Peers {
 }
 
 /// One peer restore.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerSample {
     pub target_epoch: u64,
     pub position: f64,
@@ -284,7 +284,7 @@ pub async fn recovery(
     })
 }
 
-/// Writes `result.json` and `report.html` into `out`.
+/// Writes `result.json`, `report.html` and its plots as SVG files into `out`.
 pub fn write_report(r: &RecoveryResult, out: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let json = out.join("result.json");
@@ -293,6 +293,10 @@ pub fn write_report(r: &RecoveryResult, out: &Path) -> Result<(PathBuf, PathBuf)
     std::fs::write(&json, text).map_err(|e| Error::io(&json, e))?;
     let html = out.join("report.html");
     std::fs::write(&html, html_report(r)).map_err(|e| Error::io(&html, e))?;
+    for (name, svg) in plots(r) {
+        let p = out.join(name);
+        std::fs::write(&p, svg).map_err(|e| Error::io(&p, e))?;
+    }
     Ok((json, html))
 }
 
@@ -388,7 +392,10 @@ fn scatter(title: &str, x_label: &str, series: &[Series]) -> String {
     s
 }
 
-fn html_report(r: &RecoveryResult) -> String {
+/// The report's two plots, as (file name, SVG): restore time against the target's
+/// position (metapitr, and pgBackRest when peers ran), and against the distance from the
+/// base snapshot.
+pub fn plots(r: &RecoveryResult) -> [(&'static str, String); 2] {
     let series = |f: fn(&Sample) -> f64, label: &'static str, colour: &'static str| {
         (
             label,
@@ -415,6 +422,28 @@ fn html_report(r: &RecoveryResult) -> String {
         .iter()
         .map(|s| (s.since_snapshot_ms as f64 / 1000.0, s.ms))
         .collect();
+    [
+        (
+            "restore-by-position.svg",
+            scatter(
+                "restore time against target position",
+                "target position in the history (0 = first epoch, 1 = newest)",
+                &by_position,
+            ),
+        ),
+        (
+            "restore-by-snapshot-distance.svg",
+            scatter(
+                "restore time against distance from the base snapshot",
+                "epoch time since the base snapshot (s)",
+                &[("metapitr, to memory", "steelblue", by_snapshot)],
+            ),
+        ),
+    ]
+}
+
+fn html_report(r: &RecoveryResult) -> String {
+    let [(_, by_position), (_, by_snapshot)] = plots(r);
     let row = |k: &str, v: String| format!("<tr><th>{k}</th><td>{v}</td></tr>");
     let mut rows = vec![
         row("repo", r.repo.clone()),
@@ -523,16 +552,8 @@ fn html_report(r: &RecoveryResult) -> String {
          <p>Each point is one restore, from the repo, one at a time. The distance from the \
          base snapshot is what the snapshot interval bounds: a restore replays the WAL from \
          the newest snapshot at or before its target.</p>\n</body></html>\n",
-        scatter(
-            "restore time against target position",
-            "target position in the history (0 = first epoch, 1 = newest)",
-            &by_position
-        ),
-        scatter(
-            "restore time against distance from the base snapshot",
-            "epoch time since the base snapshot (s)",
-            &[("metapitr, to memory", "steelblue", by_snapshot)]
-        ),
+        by_position,
+        by_snapshot,
         rows = rows.join("\n"),
     )
 }

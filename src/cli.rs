@@ -252,6 +252,15 @@ pub enum Command {
 pub enum BenchCmd {
     /// Recovery time and archive cost on a simulated history.
     Recovery(RecoveryArgs),
+    /// Render report.html and the plots again from a run's result.json.
+    Report {
+        /// A result.json written by `bench recovery` or benches/peers.sh.
+        #[arg(long)]
+        result: PathBuf,
+        /// Where report.html and the SVG plots go.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -795,6 +804,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 json.display(),
                 html.display()
             ))
+        }
+        Command::Bench {
+            cmd: BenchCmd::Report { result, out: dir },
+        } => {
+            let text = std::fs::read_to_string(&result).map_err(|e| Error::io(&result, e))?;
+            let r: crate::bench::RecoveryResult = serde_json::from_str(&text).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "{} is not a benchmark result.json: {e}",
+                    result.display()
+                ))
+            })?;
+            let (_, html) = crate::bench::write_report(&r, &dir)?;
+            out(format!("wrote {}", html.display()))
         }
         Command::GcCheck {
             repo,

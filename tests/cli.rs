@@ -1097,6 +1097,21 @@ fn bench_recovery_writes_a_result_and_a_report() {
     assert_eq!(html.matches("<svg").count(), 2);
     // Two series of 6 restores with their legend marks, then 6 against the snapshot.
     assert_eq!(html.matches("<circle").count(), 6 * 2 + 2 + 6);
+    // The plots are also files, and a report renders again from result.json alone.
+    assert!(html.contains(&std::fs::read_to_string(out.join("restore-by-position.svg")).unwrap()));
+    let again = d.path().join("again");
+    ok(&[
+        "bench",
+        "report",
+        "--result",
+        out.join("result.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(again.join("report.html")).unwrap(),
+        html
+    );
     // A second run into the same --out is refused rather than mixing histories.
     let err = fails(
         &[
