@@ -6,7 +6,7 @@
 //! port. The servers die with the bench process and are stopped on drop.
 
 #[allow(dead_code, clippy::duplicate_mod)]
-#[path = "proc.rs"]
+#[path = "../../tests/common/proc.rs"]
 mod proc;
 
 use std::io::{Read, Write};
@@ -55,7 +55,7 @@ impl EtcdPeer {
             let mut server = m.spawn(&dir, &dir.join("etcd.log"))?;
             let endpoint = m.endpoint();
             match server.wait_until(START_TIMEOUT, Duration::from_millis(20), || {
-                healthy(&endpoint)
+                proc::etcd_healthy(&endpoint)
             }) {
                 Ok(()) => {
                     return Ok(EtcdPeer {
@@ -307,23 +307,4 @@ fn post(endpoint: &str, path: &str, body: &str) -> Result<String, String> {
         return Err(format!("{endpoint}{path} answered {status}: {body}"));
     }
     Ok(body.to_string())
-}
-
-/// Whether `GET /health` on the client port says the member is healthy.
-fn healthy(endpoint: &str) -> bool {
-    let Ok(addr) = endpoint.parse() else {
-        return false;
-    };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    resp.contains("\"health\":\"true\"")
 }

@@ -12,7 +12,7 @@
 //! [`PgPeer::flush_archive`] after the last commit a restore targets, and before restoring.
 
 #[allow(dead_code, clippy::duplicate_mod)]
-#[path = "proc.rs"]
+#[path = "../../tests/common/proc.rs"]
 mod proc;
 
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ impl PgPeer {
         let work = &std::fs::canonicalize(work)
             .map_err(|e| format!("cannot resolve {}: {e}", work.display()))?;
         let ids = proc::run_as("postgres")?;
-        let bin = postgres_bin()?;
+        let bin = proc::postgres_bin()?;
         let pgbackrest = proc::which("pgbackrest")
             .ok_or("no pgbackrest in $PATH (benches/peers.sh installs the pgbackrest package)")?;
         proc::let_others_through(work, ids)?;
@@ -195,10 +195,10 @@ impl PgPeer {
                 sock.display()
             );
             proc::write_file(&conf, &(global + &stanza), ids)?;
-            let mut server = start_postgres(&bin, ids, &dir, &data, Some(&sock), port, &log, &[])?;
-            let isready = bin.join("pg_isready");
+            let mut server =
+                proc::spawn_postgres(&bin, ids, &dir, &data, Some(&sock), port, &log, &[])?;
             if let Err(e) = server.wait_until(START_TIMEOUT, Duration::from_millis(50), || {
-                pg_isready(&isready, port)
+                proc::pg_isready(&bin, port)
             }) {
                 server.stop();
                 last = e;
@@ -403,7 +403,7 @@ impl PgPeer {
             let port = proc::free_port();
             let extra = ["hot_standby=off", "archive_mode=off"];
             let mut server =
-                start_postgres(&self.bin, self.ids, &rdir, &data, None, port, &log, &extra)?;
+                proc::spawn_postgres(&self.bin, self.ids, &rdir, &data, None, port, &log, &extra)?;
             match answer(port, &data, query, &mut server, RECOVERY_TIMEOUT) {
                 Ok(value) => {
                     let t2 = Instant::now();
@@ -504,12 +504,7 @@ pub fn parse_target(target: &str) -> Result<i64, String> {
 /// superuser over TCP; returns the unaligned, tuples-only output. Its standard error goes
 /// to `dir/psql.log`.
 fn psql(bin: &Path, port: u16, dir: &Path, db: &str, sqls: &[&str]) -> Result<String, String> {
-    let mut c = Command::new(bin.join("psql"));
-    c.args(["-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", USER, "-d", db])
-        .env("PGPASSWORD", PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10");
+    let mut c = proc::psql(bin, port, USER, PASSWORD, db);
     for sql in sqls {
         c.args(["-c", sql]);
     }
@@ -518,46 +513,6 @@ fn psql(bin: &Path, port: u16, dir: &Path, db: &str, sqls: &[&str]) -> Result<St
 
 fn url(port: u16, db: &str) -> String {
     format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/{db}")
-}
-
-/// Spawns postgres on `data`, listening on 127.0.0.1:`port` and, when given, in `sock`
-/// (else on no Unix socket), with extra `-c` settings.
-#[allow(clippy::too_many_arguments)]
-fn start_postgres(
-    bin: &Path,
-    ids: Ids,
-    dir: &Path,
-    data: &Path,
-    sock: Option<&Path>,
-    port: u16,
-    log: &Path,
-    extra: &[&str],
-) -> Result<Server, String> {
-    let mut cmd = proc::command(bin.join("postgres"), ids, dir);
-    cmd.arg("-D")
-        .arg(data)
-        .args(["-p", &port.to_string()])
-        .args(["-c", "listen_addresses=127.0.0.1"])
-        .arg("-c")
-        .arg(format!(
-            "unix_socket_directories={}",
-            sock.map(|s| s.display().to_string()).unwrap_or_default()
-        ));
-    for setting in extra {
-        cmd.args(["-c", setting]);
-    }
-    // SIGQUIT: immediate shutdown; the postmaster takes its children down with it.
-    Server::spawn(cmd, log, libc::SIGQUIT)
-}
-
-fn pg_isready(isready: &Path, port: u16) -> bool {
-    Command::new(isready)
-        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// Polls `query` on the server on 127.0.0.1:`port` until it answers once recovery has
@@ -648,28 +603,6 @@ async fn try_answer(url: &str, data: &Path, query: &str) -> Result<Option<i64>, 
         Err(e) if not_yet(&e) => Ok(None),
         Err(e) => Err(format!("{query:?} failed on {url}: {e}")),
     }
-}
-
-/// The bin directory of the newest PostgreSQL under /usr/lib/postgresql.
-fn postgres_bin() -> Result<PathBuf, String> {
-    let root = Path::new("/usr/lib/postgresql");
-    std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((v, bin))
-        })
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| {
-            format!(
-                "no PostgreSQL under {}/*/bin (benches/peers.sh installs the postgresql package)",
-                root.display()
-            )
-        })
 }
 
 /// `zst` when pgbackrest links libzstd, else `lz4` when it links liblz4, else `gz`.

@@ -8,19 +8,24 @@
 //! normal exit an `atexit` handler also stops them and removes their directories. A server
 //! that cannot start panics with the tail of its log: it fails the test, never skips it.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+#[path = "proc.rs"]
+mod proc;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use proc::Server;
+
+pub use proc::free_port;
 
 /// How long a server may take to answer after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a starting server is asked whether it answers.
+const START_POLL: Duration = Duration::from_millis(100);
 /// Attempts at starting a server when its free ports were taken in between.
 const START_ATTEMPTS: usize = 3;
 
@@ -31,7 +36,7 @@ pub struct Etcd {
     pub username: Option<String>,
     pub password: Option<String>,
     pub dir: PathBuf,
-    child: Mutex<Child>,
+    pid: u32,
 }
 
 impl Etcd {
@@ -41,7 +46,7 @@ impl Etcd {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+        self.pid
     }
 }
 
@@ -51,7 +56,7 @@ pub struct Postgres {
     pub password: String,
     pub dir: PathBuf,
     bin: PathBuf,
-    child: Mutex<Child>,
+    pid: u32,
 }
 
 impl Postgres {
@@ -81,12 +86,8 @@ impl Postgres {
 
     /// Runs one SQL command through `psql` as the superuser; panics when it fails.
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", &self.user, "-d", db, "-c", sql])
-            .env("PGPASSWORD", &self.password)
-            .env("PGCONNECT_TIMEOUT", "10")
+        let out = proc::psql(&self.bin, self.port, &self.user, &self.password, db)
+            .args(["-c", sql])
             .output()
             .unwrap_or_else(|e| panic!("cannot run psql from {}: {e}", self.bin.display()));
         if !out.status.success() {
@@ -100,7 +101,7 @@ impl Postgres {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+        self.pid
     }
 }
 
@@ -120,14 +121,6 @@ pub fn etcd_auth() -> &'static Etcd {
 pub fn postgres() -> &'static Postgres {
     static P: OnceLock<Postgres> = OnceLock::new();
     P.get_or_init(start_postgres)
-}
-
-/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
 /// Runs `etcdctl` (API v3, as the server's user when it has one) against `e`; panics when
@@ -180,16 +173,16 @@ fn etcdctl_output(e: &Etcd, args: &[&str]) -> Output {
 }
 
 fn start_etcd(auth: Option<(&str, &str)>) -> Etcd {
-    let name = if auth.is_some() { "etcd-auth" } else { "etcd" };
-    let dir = server_dir(name);
+    let dir = server_dir(if auth.is_some() { "etcd-auth" } else { "etcd" }, None);
     let log = dir.join("etcd.log");
-    let mut last = String::new();
-    for _ in 0..START_ATTEMPTS {
+    let spawn = || {
         let (client, peer) = (free_port(), free_port());
-        let data = dir.join(format!("data-{client}"));
-        let mut cmd = Command::new("etcd");
+        let mut cmd = proc::command("etcd", None, &dir);
         cmd.arg("--name=test")
-            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("data-{client}")).display()
+            ))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
             .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
@@ -198,308 +191,113 @@ fn start_etcd(auth: Option<(&str, &str)>) -> Etcd {
             ))
             .arg(format!("--initial-cluster=test=http://127.0.0.1:{peer}"))
             .arg("--initial-cluster-state=new");
-        let mut child = spawn(cmd, &log, libc::SIGKILL, None, &dir, "etcd");
-        let endpoint = format!("127.0.0.1:{client}");
-        let ready = wait_until(&mut child, &log, || etcd_healthy(&endpoint));
-        match ready {
-            Ok(()) => {
-                let mut e = Etcd {
-                    endpoint,
-                    username: None,
-                    password: None,
-                    dir: dir.clone(),
-                    child: Mutex::new(child),
-                };
-                if let Some((u, p)) = auth {
-                    etcdctl(&e, &["user", "add", &format!("{u}:{p}")]);
-                    etcdctl(&e, &["auth", "enable"]);
-                    e.username = Some(u.to_string());
-                    e.password = Some(p.to_string());
-                    // Authentication works for the user and is required without one.
-                    etcdctl(&e, &["get", "--prefix", "/"]);
-                }
-                return e;
-            }
-            Err(why) => {
-                stop(&mut child);
-                last = why;
-                if !last.contains("address already in use") {
-                    break;
-                }
-            }
-        }
-    }
-    panic!("etcd did not start in {}: {last}", dir.display());
-}
-
-/// Whether `GET /health` on the client port says the member is healthy.
-fn etcd_healthy(endpoint: &str) -> bool {
-    let Ok(addr) = endpoint.parse() else {
-        return false;
+        Ok((
+            Server::spawn(cmd, &log, libc::SIGKILL)?,
+            format!("127.0.0.1:{client}"),
+        ))
     };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
+    let (server, endpoint) = start("etcd", &dir, spawn, |e| proc::etcd_healthy(e));
+    let mut e = Etcd {
+        endpoint,
+        username: None,
+        password: None,
+        pid: keep(server, &dir),
+        dir,
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
+    if let Some((u, p)) = auth {
+        etcdctl(&e, &["user", "add", &format!("{u}:{p}")]);
+        etcdctl(&e, &["auth", "enable"]);
+        e.username = Some(u.to_string());
+        e.password = Some(p.to_string());
+        // Authentication works for the user and is required without one.
+        etcdctl(&e, &["get", "--prefix", "/"]);
     }
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    resp.contains("\"health\":\"true\"")
+    e
 }
 
 fn start_postgres() -> Postgres {
-    let bin = postgres_bin();
-    let dir = server_dir("postgres");
-    let (user, password) = ("postgres", "pgpw");
+    let bin = proc::postgres_bin().unwrap_or_else(|e| panic!("{e}"));
     // initdb and postgres refuse to run as root: run them as the `postgres` OS user then.
-    let ids = if unsafe { libc::geteuid() } == 0 {
-        let ids = os_user("postgres");
-        std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1))
-            .unwrap_or_else(|e| panic!("cannot chown {} to postgres: {e}", dir.display()));
-        Some(ids)
-    } else {
-        None
-    };
+    let ids = proc::run_as("postgres").unwrap_or_else(|e| panic!("{e}"));
+    let dir = server_dir("postgres", ids);
+    let (user, password) = ("postgres", "pgpw");
     let pwfile = dir.join("pwfile");
-    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
     let data = dir.join("data");
     let sock = dir.join("sock");
-    std::fs::create_dir(&sock).unwrap();
-    if let Some((uid, gid)) = ids {
-        for p in [&pwfile, &sock] {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-        }
-    }
+    proc::write_file(&pwfile, &format!("{password}\n"), ids)
+        .and_then(|()| proc::make_dir(&sock, ids))
+        .unwrap_or_else(|e| panic!("{e}"));
 
-    let initlog = dir.join("initdb.log");
-    let mut init = Command::new(bin.join("initdb"));
+    let mut init = proc::command(bin.join("initdb"), ids, &dir);
     init.arg("-D")
         .arg(&data)
-        .args([
-            "-U",
-            user,
-            "--auth=scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
+        .args(["-U", user, "--auth=scram-sha-256", "-E", "UTF8"])
+        .arg("--locale=C")
         .arg(format!("--pwfile={}", pwfile.display()))
-        .arg("--no-sync")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(log_file(&initlog))
-        .stderr(log_file(&initlog));
-    if let Some((uid, gid)) = ids {
-        init.uid(uid).gid(gid);
-    }
-    let status = init
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.join("initdb").display()));
-    if !status.success() {
-        panic!(
-            "initdb in {} failed ({status}):\n{}",
-            data.display(),
-            tail(&initlog)
-        );
-    }
+        .arg("--no-sync");
+    proc::run(init, &dir.join("initdb.log"))
+        .unwrap_or_else(|e| panic!("initdb in {} failed: {e}", data.display()));
 
     let log = dir.join("postgres.log");
+    let settings = [
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=200",
+    ];
+    let spawn = || {
+        let port = free_port();
+        let server =
+            proc::spawn_postgres(&bin, ids, &dir, &data, Some(&sock), port, &log, &settings)?;
+        Ok((server, port))
+    };
+    let (server, port) = start("PostgreSQL", &dir, spawn, |&port| {
+        proc::pg_isready(&bin, port)
+    });
+    let pg = Postgres {
+        port,
+        user: user.to_string(),
+        password: password.to_string(),
+        pid: keep(server, &dir),
+        dir,
+        bin,
+    };
+    // Password authentication over TCP works.
+    pg.psql("postgres", "SELECT 1");
+    pg
+}
+
+/// Starts a server with `spawn`, which returns it and where it listens, and waits until
+/// `ready` says it answers there; tries again on new free ports when the last were taken
+/// in between. Panics with the tail of its log when it cannot.
+fn start<T>(
+    what: &str,
+    dir: &Path,
+    mut spawn: impl FnMut() -> Result<(Server, T), String>,
+    ready: impl Fn(&T) -> bool,
+) -> (Server, T) {
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
-        let port = free_port();
-        let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", sock.display()))
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
-        let mut child = spawn(cmd, &log, libc::SIGQUIT, ids, &dir, "postgres");
-        let isready = bin.join("pg_isready");
-        let ready = wait_until(&mut child, &log, || {
-            Command::new(&isready)
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        });
-        match ready {
-            Ok(()) => {
-                let pg = Postgres {
-                    port,
-                    user: user.to_string(),
-                    password: password.to_string(),
-                    dir: dir.clone(),
-                    bin: bin.clone(),
-                    child: Mutex::new(child),
-                };
-                // Password authentication over TCP works.
-                pg.psql("postgres", "SELECT 1");
-                return pg;
-            }
-            Err(why) => {
-                stop(&mut child);
-                last = why;
-                if !last.to_lowercase().contains("address already in use") {
+        let (mut server, at) = spawn().unwrap_or_else(|e| panic!("{e}"));
+        match server.wait_until(START_TIMEOUT, START_POLL, || ready(&at)) {
+            Ok(()) => return (server, at),
+            Err(e) => {
+                server.stop();
+                last = e;
+                if !proc::port_taken(&last) {
                     break;
                 }
             }
         }
     }
-    panic!("PostgreSQL did not start in {}: {last}", dir.display());
+    panic!("{what} did not start in {}: {last}", dir.display());
 }
 
-/// The bin directory of the newest PostgreSQL under /usr/lib/postgresql.
-fn postgres_bin() -> PathBuf {
-    let root = Path::new("/usr/lib/postgresql");
-    let newest = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((v, bin))
-        })
-        .max_by_key(|(v, _)| *v);
-    match newest {
-        Some((_, bin)) => bin,
-        None => panic!(
-            "no PostgreSQL under {}/*/bin (scripts/test installs the postgresql package)",
-            root.display()
-        ),
-    }
-}
-
-/// The uid and gid of an OS user.
-fn os_user(name: &str) -> (u32, u32) {
-    let cname = std::ffi::CString::new(name).unwrap();
-    // getpwnam returns a pointer into static storage or null; it is read at once.
-    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-    if pw.is_null() {
-        panic!(
-            "there is no OS user {name} to run PostgreSQL as (the postgresql package creates it)"
-        );
-    }
-    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
-}
-
-/// Spawns `cmd` on the spawner thread with its output to `log` and `signal` as its
-/// parent-death signal, optionally as another OS user; registers it for the exit handler.
-fn spawn(
-    mut cmd: Command,
-    log: &Path,
-    signal: libc::c_int,
-    ids: Option<(u32, u32)>,
-    dir: &Path,
-    what: &str,
-) -> Child {
-    cmd.stdin(Stdio::null())
-        .stdout(log_file(log))
-        .stderr(log_file(log))
-        .current_dir(dir);
-    if let Some((uid, gid)) = ids {
-        cmd.uid(uid).gid(gid);
-    }
-    // Runs in the child after the uid change (which would clear the setting) and before exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let program = format!("{:?}", cmd.get_program());
-    let child = on_spawner_thread(move || cmd.spawn())
-        .unwrap_or_else(|e| panic!("cannot start {what} ({program}): {e}"));
-    register_for_exit(child.id() as libc::pid_t, signal, dir.to_path_buf());
-    child
-}
-
-/// Runs `f` on one thread that lives as long as the process, so that a parent-death signal
-/// set in a child it spawns fires when the process exits, not when a test thread ends.
-fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    type Job = Box<dyn FnOnce() + Send>;
-    static TX: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let tx = TX.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("test-servers".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
-            .unwrap();
-        Mutex::new(tx)
-    });
-    let (rtx, rrx) = mpsc::channel();
-    tx.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(Box::new(move || {
-            let _ = rtx.send(f());
-        }))
-        .unwrap();
-    rrx.recv().unwrap()
-}
-
-/// Polls `ready` until it holds; fails early when the child exits, and after
-/// [`START_TIMEOUT`], with the tail of the log.
-fn wait_until(
-    child: &mut Child,
-    log: &Path,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        if ready() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("it exited ({status}); log:\n{}", tail(log)));
-        }
-        if start.elapsed() > START_TIMEOUT {
-            return Err(format!(
-                "it did not answer within {START_TIMEOUT:?}; log:\n{}",
-                tail(log)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn log_file(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
-}
-
-/// The last lines of a log file.
-fn tail(path: &Path) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A new directory for one server under `$TMPDIR/metapitr-test-servers/`; on first use,
-/// directories there older than a day are removed.
-fn server_dir(name: &str) -> PathBuf {
+/// A new directory for one server under `$TMPDIR/metapitr-test-servers/`, owned by `ids`;
+/// on first use, directories there older than a day are removed.
+fn server_dir(name: &str, ids: proc::Ids) -> PathBuf {
     static CLEANED: OnceLock<()> = OnceLock::new();
-    static N: AtomicU64 = AtomicU64::new(0);
     let base = std::env::temp_dir().join("metapitr-test-servers");
-    std::fs::create_dir_all(&base)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", base.display()));
     CLEANED.get_or_init(|| {
         let day = Duration::from_secs(24 * 3600);
         for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
@@ -514,29 +312,15 @@ fn server_dir(name: &str) -> PathBuf {
             }
         }
     });
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = base.join(format!(
-        "{name}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
+    proc::unique_dir(&base, name, ids).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A server to stop, and its directory to remove, when the process exits normally.
-struct AtExit {
-    pid: libc::pid_t,
-    signal: libc::c_int,
-    dir: PathBuf,
-}
+/// The servers started, each with its directory, to stop and remove when the process
+/// exits normally.
+static STARTED: Mutex<Vec<(Server, PathBuf)>> = Mutex::new(Vec::new());
 
-static AT_EXIT: Mutex<Vec<AtExit>> = Mutex::new(Vec::new());
-
-fn register_for_exit(pid: libc::pid_t, signal: libc::c_int, dir: PathBuf) {
+/// Keeps `server` running until the process exits; returns its pid.
+fn keep(server: Server, dir: &Path) -> u32 {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
         // SAFETY: `stop_servers` is an `extern "C" fn()` that does not unwind.
@@ -544,52 +328,22 @@ fn register_for_exit(pid: libc::pid_t, signal: libc::c_int, dir: PathBuf) {
             libc::atexit(stop_servers);
         }
     });
-    AT_EXIT
+    let pid = server.pid();
+    STARTED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(AtExit { pid, signal, dir });
-}
-
-/// Kills a server that failed to start and forgets it for the exit handler.
-fn stop(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    AT_EXIT
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|s| s.pid != pid);
-    let _ = child.kill();
-    let _ = child.wait();
+        .push((server, dir.to_path_buf()));
+    pid
 }
 
 extern "C" fn stop_servers() {
-    let mut servers = match AT_EXIT.try_lock() {
+    let mut servers = match STARTED.try_lock() {
         Ok(s) => s,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => return,
     };
-    for s in servers.iter() {
-        unsafe {
-            libc::kill(s.pid, s.signal);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for s in servers.iter() {
-        loop {
-            let r = unsafe { libc::waitpid(s.pid, std::ptr::null_mut(), libc::WNOHANG) };
-            if r != 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                unsafe {
-                    libc::kill(s.pid, libc::SIGKILL);
-                    libc::waitpid(s.pid, std::ptr::null_mut(), 0);
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    for s in servers.drain(..) {
-        let _ = std::fs::remove_dir_all(s.dir);
+    for (mut server, dir) in servers.drain(..) {
+        server.stop();
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

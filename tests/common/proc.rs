@@ -1,14 +1,16 @@
-//! Process plumbing for the benchmark peers: commands run (as another OS user when needed)
-//! with their output appended to a log, long-lived servers that die with the bench process,
-//! and small file-system helpers.
+//! Process plumbing shared by the integration tests' servers and the benchmark peers:
+//! commands run (as another OS user when needed) with their output appended to a log,
+//! long-lived servers that die with the process, small file-system helpers, and the probes
+//! that say when PostgreSQL and etcd answer.
 //!
 //! Servers are spawned from one long-lived thread with `PR_SET_PDEATHSIG`, so they get
-//! their signal when the bench process ends however it ends (a parent-death signal fires
-//! when the spawning thread exits); [`Server`] also stops them when dropped.
+//! their signal when the process ends however it ends (a parent-death signal fires when
+//! the spawning thread exits); [`Server`] also stops them when dropped.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,12 +18,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-
-#[allow(clippy::duplicate_mod)]
-#[path = "../../tests/common/servers.rs"]
-mod servers;
-
-pub use servers::free_port;
 
 /// A uid and gid to run commands as; `None` runs them as this process's user.
 pub type Ids = Option<(u32, u32)>;
@@ -37,7 +33,7 @@ pub fn run_as(name: &str) -> Result<Ids, String> {
     let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
     if pw.is_null() {
         return Err(format!(
-            "running as root, and there is no OS user {name} to run the peer as \
+            "running as root, and there is no OS user {name} to run PostgreSQL as \
              (the postgresql package creates it)"
         ));
     }
@@ -76,13 +72,7 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs `cmd` to its end with its output appended to `log`; returns how long it ran.
 /// Fails with the command and the tail of the log when it does not succeed.
 pub fn run(mut cmd: Command, log: &Path) -> Result<Duration, String> {
-    let what = describe(&cmd);
-    let out = open_log(log, &what)?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot reopen {}: {e}", log.display()))?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    set_pdeathsig(&mut cmd, libc::SIGTERM);
+    let what = log_to(&mut cmd, log, libc::SIGTERM)?;
     let start = Instant::now();
     let status = cmd
         .status()
@@ -101,10 +91,8 @@ pub fn run(mut cmd: Command, log: &Path) -> Result<Duration, String> {
 /// Runs `cmd` to its end with its standard error appended to `log`; returns its standard
 /// output. Fails with the command and the tail of the log when it does not succeed.
 pub fn output(mut cmd: Command, log: &Path) -> Result<String, String> {
-    let what = describe(&cmd);
-    let err = open_log(log, &what)?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
-    set_pdeathsig(&mut cmd, libc::SIGTERM);
+    let what = log_to(&mut cmd, log, libc::SIGTERM)?;
+    cmd.stdout(Stdio::piped());
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
@@ -135,13 +123,7 @@ impl Server {
     /// Spawns `cmd` with its output appended to `log`; `signal` is both the parent-death
     /// signal and the one [`Server::stop`] sends first.
     pub fn spawn(mut cmd: Command, log: &Path, signal: libc::c_int) -> Result<Server, String> {
-        let what = describe(&cmd);
-        let out = open_log(log, &what)?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("cannot reopen {}: {e}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        set_pdeathsig(&mut cmd, signal);
+        let what = log_to(&mut cmd, log, signal)?;
         let child = on_spawner_thread(move || cmd.spawn())
             .map_err(|e| format!("cannot start {what}: {e}"))?;
         Ok(Server {
@@ -237,6 +219,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
 /// Whether a failed start looks like a port that was taken in between.
@@ -386,6 +376,27 @@ pub fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// Appends `cmd`'s output to `log`, after a `$ command` line, and gives it `signal` as its
+/// parent-death signal; returns the command line.
+fn log_to(cmd: &mut Command, log: &Path, signal: libc::c_int) -> Result<String, String> {
+    let what = describe(cmd);
+    let out = open_log(log, &what)?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot reopen {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // Runs in the child after the uid change (which would clear the setting) and before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(what)
+}
+
 /// Opens `path` for appending and writes a `$ command` line to it.
 fn open_log(path: &Path, what: &str) -> Result<File, String> {
     let mut f = OpenOptions::new()
@@ -397,27 +408,15 @@ fn open_log(path: &Path, what: &str) -> Result<File, String> {
     Ok(f)
 }
 
-fn set_pdeathsig(cmd: &mut Command, signal: libc::c_int) {
-    // Runs in the child after the uid change (which would clear the setting) and before exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Runs `f` on one thread that lives as long as the process, so that a parent-death signal
-/// set in a child it spawns fires when the process exits, not when a bench thread ends.
+/// set in a child it spawns fires when the process exits, not when another thread ends.
 fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     type Job = Box<dyn FnOnce() + Send>;
     static TX: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("peer-servers".into())
+            .name("servers".into())
             .spawn(move || {
                 for job in rx {
                     job();
@@ -434,4 +433,99 @@ fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
         }))
         .expect("the thread that spawns servers is gone");
     rrx.recv().expect("the thread that spawns servers is gone")
+}
+
+/// The bin directory of the newest PostgreSQL under /usr/lib/postgresql.
+pub fn postgres_bin() -> Result<PathBuf, String> {
+    let root = Path::new("/usr/lib/postgresql");
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| {
+            format!(
+                "no PostgreSQL under {}/*/bin (scripts/install-servers and benches/peers.sh \
+                 install the postgresql package)",
+                root.display()
+            )
+        })
+}
+
+/// Spawns `bin/postgres` on `data` in the foreground, as `ids`, listening on
+/// 127.0.0.1:`port` and, when given, in `sock` (else on no Unix socket), with extra `-c`
+/// settings. SIGQUIT, its immediate shutdown, stops it: the postmaster takes its children
+/// down with it.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_postgres(
+    bin: &Path,
+    ids: Ids,
+    dir: &Path,
+    data: &Path,
+    sock: Option<&Path>,
+    port: u16,
+    log: &Path,
+    extra: &[&str],
+) -> Result<Server, String> {
+    let mut cmd = command(bin.join("postgres"), ids, dir);
+    cmd.arg("-D")
+        .arg(data)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!(
+            "unix_socket_directories={}",
+            sock.map(|s| s.display().to_string()).unwrap_or_default()
+        ));
+    for setting in extra {
+        cmd.args(["-c", setting]);
+    }
+    Server::spawn(cmd, log, libc::SIGQUIT)
+}
+
+/// A `bin/psql` command for `db` on 127.0.0.1:`port` as `user` with `password`, printing
+/// unaligned tuples only and stopping at the first error; add `-c SQL` arguments.
+pub fn psql(bin: &Path, port: u16, user: &str, password: &str, db: &str) -> Command {
+    let mut c = Command::new(bin.join("psql"));
+    c.args(["-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", user, "-d", db])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10");
+    c
+}
+
+/// Whether `bin/pg_isready` says the server on 127.0.0.1:`port` accepts connections.
+pub fn pg_isready(bin: &Path, port: u16) -> bool {
+    Command::new(bin.join("pg_isready"))
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `GET /health` on etcd's client port `endpoint` says the member is healthy.
+pub fn etcd_healthy(endpoint: &str) -> bool {
+    let Ok(addr) = endpoint.parse() else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.contains("\"health\":\"true\"")
 }
