@@ -245,7 +245,7 @@ fn count(endpoint: &str, prefix: &[u8]) -> Result<u64, String> {
     let (key, end) = if prefix.is_empty() {
         (vec![0], vec![0])
     } else {
-        (prefix.to_vec(), prefix_end(prefix))
+        (prefix.to_vec(), metapitr::store::etcd::range_end(prefix))
     };
     let body = serde_json::json!({
         "key": b64.encode(key),
@@ -268,18 +268,6 @@ fn count(endpoint: &str, prefix: &[u8]) -> Result<u64, String> {
             .as_u64()
             .ok_or_else(|| format!("range answered a bad count: {resp}")),
     }
-}
-
-/// The end of the range of keys starting with `prefix`, as etcd's clients compute it.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// `POST path` with a JSON body on the client port; the response body when it is 200 OK.

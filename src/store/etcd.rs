@@ -385,7 +385,7 @@ pub fn line_key(line: &Value) -> Result<String> {
 }
 
 /// The smallest key above every key that starts with `prefix` (etcd's `range_end`).
-fn range_end(prefix: &[u8]) -> Vec<u8> {
+pub fn range_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
