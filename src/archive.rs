@@ -299,6 +299,31 @@ async fn compact_index(repo: &Repo, m: &Manifest) -> Result<Manifest> {
     Ok(m)
 }
 
+/// Reads a segment index chunk and checks it against the run the manifest describes.
+pub async fn fetch_index_chunk(
+    repo: &Repo,
+    timeline: u32,
+    r: &SegmentChunkRef,
+) -> Result<Vec<SegmentEntry>> {
+    let key = index_key(timeline, r.first_lsn);
+    let c = repo
+        .get_message::<SegmentIndexChunk>(&key, Kind::SegmentIndex)
+        .await?;
+    let first = c.segments.first().map(|s| s.first_lsn);
+    let last = c.segments.last().map(|s| s.last_lsn);
+    if c.segments.len() != r.count as usize
+        || first != Some(r.first_lsn)
+        || last != Some(r.last_lsn)
+    {
+        return Err(Error::corrupt(
+            key,
+            0,
+            "segment index does not match the run the manifest describes",
+        ));
+    }
+    Ok(c.segments)
+}
+
 /// Every archived segment entry of a timeline, reading index objects as needed, limited
 /// to those that may hold records in (after_lsn, ..] with epoch <= max_epoch.
 pub async fn segment_entries(
@@ -313,41 +338,22 @@ pub async fn segment_entries(
     };
     let mut out = Vec::new();
     let wanted = |last_lsn: u64, first_epoch: u64| last_lsn > after_lsn && first_epoch <= max_epoch;
-    let keys: Vec<String> = tl
+    let refs: Vec<SegmentChunkRef> = tl
         .chunks
         .iter()
         .filter(|c| wanted(c.last_lsn, c.first_epoch))
-        .map(|c| index_key(timeline, c.first_lsn))
+        .copied()
         .collect();
-    let fetched: Vec<SegmentIndexChunk> = futures::stream::iter(keys.into_iter().map(|key| {
+    let fetched: Vec<Vec<SegmentEntry>> = futures::stream::iter(refs.into_iter().map(|c| {
         let repo = repo.clone();
-        async move {
-            repo.get_message::<SegmentIndexChunk>(&key, Kind::SegmentIndex)
-                .await
-        }
+        async move { fetch_index_chunk(&repo, timeline, &c).await }
     }))
     .buffered(8)
     .try_collect()
     .await?;
-    let refs = tl
-        .chunks
-        .iter()
-        .filter(|c| wanted(c.last_lsn, c.first_epoch));
-    for (c, r) in fetched.into_iter().zip(refs) {
-        let first = c.segments.first().map(|s| s.first_lsn);
-        let last = c.segments.last().map(|s| s.last_lsn);
-        if c.segments.len() != r.count as usize
-            || first != Some(r.first_lsn)
-            || last != Some(r.last_lsn)
-        {
-            return Err(Error::corrupt(
-                index_key(timeline, r.first_lsn),
-                0,
-                "segment index does not match the run the manifest describes",
-            ));
-        }
+    for segments in fetched {
         out.extend(
-            c.segments
+            segments
                 .into_iter()
                 .filter(|s| wanted(s.last_lsn, s.first_epoch)),
         );

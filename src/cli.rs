@@ -25,6 +25,9 @@ use crate::store::{EtcdCredentials, TargetStore};
     about = "Point-in-time recovery for streaming-database metadata"
 )]
 pub struct Cli {
+    /// No progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, short = 'q', global = true, env = "METAPITR_QUIET")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub cmd: Command,
 }
@@ -82,6 +85,27 @@ impl RepoArg {
             directory: self.repo_directory.clone().or(cfg.backup.storage_directory),
             s3: cfg.backup.s3,
             encryption_key,
+        })
+    }
+}
+
+/// The moment a time-travel command looks at: exactly one of an epoch or a time.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct AtArg {
+    #[arg(long)]
+    pub at_epoch: Option<u64>,
+    /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC).
+    #[arg(long)]
+    pub at_time: Option<String>,
+}
+
+impl AtArg {
+    pub fn target(&self) -> Result<Target> {
+        Ok(match (self.at_epoch, &self.at_time) {
+            (Some(e), _) => Target::Epoch(e),
+            (None, Some(t)) => Target::Time(epoch::parse_time_ms(t)?),
+            (None, None) => Target::Latest,
         })
     }
 }
@@ -176,21 +200,49 @@ pub enum Command {
     },
     /// Time travel: print the metadata as of an epoch or a time, without restoring it
     /// anywhere (password hashes redacted).
-    #[command(group(clap::ArgGroup::new("at").required(true).args(["at_epoch", "at_time"])))]
     Show {
         #[command(flatten)]
         repo: RepoArg,
-        #[arg(long)]
-        at_epoch: Option<u64>,
-        /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC).
-        #[arg(long)]
-        at_time: Option<String>,
+        #[command(flatten)]
+        at: AtArg,
         #[arg(long)]
         timeline: Option<u32>,
         /// What to print (default: everything).
         #[arg(value_enum)]
         what: Option<ShowWhat>,
         /// A JSON array of objects shaped like the export's lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The SST set a time-travel read at an epoch uses: the Hummock version as of then,
+    /// by compaction group and level.
+    HummockVersion {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        at: AtArg,
+        #[arg(long)]
+        timeline: Option<u32>,
+        /// Print only the SST object ids, one per line (the objects a read would open).
+        #[arg(long, conflicts_with = "json")]
+        object_ids: bool,
+        /// One JSON object: the version's epochs and its SSTs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed between two epochs: catalog objects created, dropped and altered,
+    /// users and grants, id generators, system parameters, SSTs added and removed.
+    Diff {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The earlier end: an epoch or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// The later end: an epoch or an RFC 3339 time.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        timeline: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -233,6 +285,17 @@ pub enum Command {
     Info {
         #[command(flatten)]
         repo: RepoArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every archived object's checksums and the WAL's continuity, remembering what
+    /// passed so that the next run reads only what is new.
+    Verify {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Read every object again, including those an earlier run verified.
+        #[arg(long)]
+        full: bool,
         #[arg(long)]
         json: bool,
     },
@@ -604,22 +667,10 @@ fn out(s: impl AsRef<str>) -> Result<()> {
     writeln!(o, "{}", s.as_ref()).map_err(|e| Error::io("<stdout>", e))
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+pub use crate::progress::{human_bytes, human_duration};
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
     match cli.cmd {
         Command::Epoch { value, json } => {
             let v = value.trim();
@@ -681,19 +732,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Restore(a) => restore_cmd(a).await,
         Command::Show {
             repo,
-            at_epoch,
-            at_time,
+            at,
             timeline,
             what,
             json,
         } => {
-            let target = match (at_epoch, at_time) {
-                (Some(e), _) => Target::Epoch(e),
-                (None, Some(t)) => Target::Time(epoch::parse_time_ms(&t)?),
-                (None, None) => Target::Latest,
-            };
             let repo = open_repo(&repo)?;
-            let (plan, state) = restore::materialize(&repo, timeline, target).await?;
+            let (plan, state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
             let mut lines = crate::jsonl::lines(&state);
             crate::jsonl::redact(&mut lines);
             let shown: Vec<serde_json::Value> = lines
@@ -725,6 +770,51 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 out(text.trim_end())
             }
+        }
+        Command::HummockVersion {
+            repo,
+            at,
+            timeline,
+            object_ids,
+            json,
+        } => {
+            let repo = open_repo(&repo)?;
+            let (plan, state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
+            hummock_version_out(&plan, &state, object_ids, json)
+        }
+        Command::Diff {
+            repo,
+            from,
+            to,
+            timeline,
+            json,
+        } => {
+            let (from, to) = (
+                epoch::parse_epoch_or_time(&from)?,
+                epoch::parse_epoch_or_time(&to)?,
+            );
+            if from > to {
+                return Err(Error::InvalidInput(format!(
+                    "--from {from} is after --to {to}; give the earlier epoch first"
+                )));
+            }
+            let repo = open_repo(&repo)?;
+            let (a, b) = tokio::try_join!(
+                restore::as_recorded(&repo, timeline, Target::Epoch(from)),
+                restore::as_recorded(&repo, timeline, Target::Epoch(to)),
+            )?;
+            let d = crate::diff::Diff::between(&a.1, &b.1);
+            if json {
+                return out(serde_json::to_string(&d).map_err(|e| Error::Internal(e.to_string()))?);
+            }
+            out(format!(
+                "from epoch {} ({}) to epoch {} ({})",
+                d.from_epoch,
+                epoch::format(d.from_epoch),
+                d.to_epoch,
+                epoch::format(d.to_epoch)
+            ))?;
+            out(d.to_text())
         }
         Command::Export {
             repo,
@@ -959,6 +1049,45 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Info { repo, json } => info_cmd(&repo, json).await,
+        Command::Verify { repo, full, json } => {
+            let repo = open_repo(&repo)?;
+            let progress =
+                crate::progress::Progress::new(0, crate::progress::Unit::Items, "verify", quiet);
+            let t = Instant::now();
+            let r = crate::verify::run(&repo, full, &progress).await?;
+            if json {
+                out(serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
+            } else {
+                if let Some(n) = &r.note {
+                    out(format!("note: {n}"))?;
+                }
+                for p in &r.problems {
+                    out(format!("{}: {}: {}", p.kind, p.object, p.message))?;
+                }
+                out(format!(
+                    "verified manifest version {}{} in {}: read {} objects ({}): {} segments, {} index chunks, {} snapshots, {} pin sets; {} verified earlier and skipped; {}",
+                    r.manifest_version,
+                    if r.full { " (full)" } else { "" },
+                    human_duration(t.elapsed()),
+                    r.objects_read,
+                    human_bytes(r.bytes_read),
+                    r.segments,
+                    r.index_chunks,
+                    r.snapshots,
+                    r.pin_sets,
+                    r.objects_skipped,
+                    if r.ok() {
+                        "no problems".to_string()
+                    } else {
+                        format!("{} problems", r.problems.len())
+                    }
+                ))?;
+            }
+            match r.error() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
         Command::Pins { repo, json } => {
             let repo = open_repo(&repo)?;
             let m = repo.manifest().await?;
@@ -1015,6 +1144,85 @@ pub async fn run(cli: Cli) -> Result<()> {
             ))
         }
     }
+}
+
+/// Prints the SSTs of the version as of `plan.target_epoch`.
+fn hummock_version_out(
+    plan: &restore::Plan,
+    state: &crate::model::State,
+    object_ids: bool,
+    json: bool,
+) -> Result<()> {
+    let v = &state.hummock;
+    if object_ids {
+        let ids: std::collections::BTreeSet<u64> = v.object_ids().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let text: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        return out(text.join("\n"));
+    }
+    let level = |loc: &crate::model::SstLoc| match loc {
+        crate::model::SstLoc::L0(sub) => (0, Some(*sub)),
+        crate::model::SstLoc::Level(l) => (*l, None),
+    };
+    let sst = |g: u64, loc: &crate::model::SstLoc, s: &crate::model::SstableInfo| {
+        let (level, sub_level) = level(loc);
+        json!({
+            "group": g,
+            "level": level,
+            "sub_level": sub_level,
+            "sst_id": s.sst_id,
+            "object_id": s.object_id,
+            "file_size": s.file_size,
+            "table_ids": s.table_ids,
+            "min_epoch": s.min_epoch,
+            "max_epoch": s.max_epoch,
+        })
+    };
+    if json {
+        let ssts: Vec<serde_json::Value> = v.ssts().map(|(g, loc, s)| sst(g, &loc, s)).collect();
+        return out(json!({
+            "epoch": plan.target_epoch,
+            "timestamp": epoch::format(plan.target_epoch),
+            "version_id": v.id,
+            "max_committed_epoch": v.max_committed_epoch,
+            "safe_epoch": v.safe_epoch,
+            "sst_count": v.sst_count(),
+            "object_count": v.object_count(),
+            "total_file_size": v.total_file_size(),
+            "ssts": ssts,
+        })
+        .to_string());
+    }
+    out(format!(
+        "hummock version {} as of epoch {} ({}): max_committed_epoch {}, safe_epoch {}, {} SSTs in {} objects, {}",
+        v.id,
+        plan.target_epoch,
+        epoch::format(plan.target_epoch),
+        v.max_committed_epoch,
+        v.safe_epoch,
+        v.sst_count(),
+        v.object_count(),
+        human_bytes(v.total_file_size())
+    ))?;
+    let mut text = String::new();
+    for (g, loc, s) in v.ssts() {
+        let level = match level(&loc) {
+            (0, Some(sub)) => format!("L0.{sub}"),
+            (l, _) => format!("L{l}"),
+        };
+        text.push_str(&format!(
+            "group {g} {level} sst {} object {} {} tables {:?} epochs {}..{}\n",
+            s.sst_id,
+            s.object_id,
+            human_bytes(s.file_size),
+            s.table_ids,
+            s.min_epoch,
+            s.max_epoch
+        ));
+    }
+    out(text.trim_end())
 }
 
 /// For `archive --once`: if no writer holds the directory, recover it (truncating a torn

@@ -8,11 +8,11 @@
 //! offset size field
 //!      0    4 magic            b"MPTR"
 //!      4    1 kind             1 snapshot, 2 manifest, 3 segment index chunk, 4 pin set,
-//!                              5 hummock checkpoint
+//!                              5 hummock checkpoint, 6 verify state
 //!      5    1 format_version   1
 //!      6    2 reserved         0
 //!      8    8 body_len         bytes of body
-//!     16    n body             kind-specific (a protobuf message for kinds 1..3)
+//!     16    n body             kind-specific (a protobuf message, except kind 4)
 //!   16+n    4 crc32            crc32 (IEEE) of bytes [0, 16+n)
 //! ```
 //!
@@ -39,6 +39,7 @@ pub enum Kind {
     SegmentIndex = 3,
     PinSet = 4,
     HummockCheckpoint = 5,
+    VerifyState = 6,
 }
 
 impl Kind {
@@ -49,6 +50,7 @@ impl Kind {
             Kind::SegmentIndex => "segment index",
             Kind::PinSet => "pin set",
             Kind::HummockCheckpoint => "hummock checkpoint",
+            Kind::VerifyState => "verify state",
         }
     }
 }

@@ -98,6 +98,11 @@ pub enum Error {
     #[error("{reason}")]
     Archive { reason: String, kind: ErrorKind },
 
+    /// `metapitr verify` found problems (each listed with what to do); `kind` is the
+    /// worst of them.
+    #[error("{summary}")]
+    Verify { summary: String, kind: ErrorKind },
+
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
     TargetNotEmpty(String),
 
@@ -116,6 +121,7 @@ impl Error {
             | Error::OutOfRange { .. }
             | Error::TargetNotEmpty(_) => ErrorKind::InvalidInput,
             Error::Apply { .. } | Error::Corrupt { .. } => ErrorKind::Corruption,
+            Error::Verify { kind, .. } => *kind,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Locked(_) | Error::Fenced(_) => ErrorKind::Fenced,
             Error::Io { .. } => ErrorKind::Unavailable,

@@ -309,6 +309,19 @@ pub async fn materialize(
     Ok((plan, state))
 }
 
+/// The state exactly as recorded at the target, id generators not raised: what time
+/// travel (`show`, `hummock-version`, `diff`) looks at, never what a restore writes.
+pub async fn as_recorded(
+    repo: &Repo,
+    timeline: Option<u32>,
+    target: Target,
+) -> Result<(Plan, State)> {
+    let m = repo.manifest().await?;
+    let plan = plan(repo, &m, timeline, target).await?;
+    let state = replay(repo, &plan).await?;
+    Ok((plan, state))
+}
+
 /// Refuses a plan whose target is older than the retention window (its SSTs may already be
 /// gone), unless it restores exactly a snapshot marked keep, whose objects stay pinned.
 pub fn check_window(m: &Manifest, plan: &Plan) -> Result<()> {

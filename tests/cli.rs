@@ -1127,38 +1127,22 @@ fn bench_recovery_writes_a_result_and_a_report() {
     assert!(err.contains("not empty"), "{err}");
 }
 
-/// `show` prints the metadata as of an epoch: each part equals the simulator's truth at
-/// that epoch (id generators may only be higher: a restore raises them), a time resolves
-/// to the same state, and an epoch outside the history names the restorable ranges.
+/// `show` prints the metadata as of an epoch: each part, id generators included (time
+/// travel shows them as recorded, not raised as a restore does), equals the simulator's
+/// truth at that epoch, a time resolves to the same state, and an epoch outside the
+/// history names the restorable ranges.
 #[test]
 fn show_prints_the_truth_at_an_epoch() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(Backend::File, d.path());
-    let mut truths: Vec<u64> = std::fs::read_dir(d.path().join("truth"))
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_str()?
-                .strip_suffix(".jsonl")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    truths.sort();
+    let truths = truth_epochs(d.path());
     for target in [
         truths[1],
         truths[truths.len() / 2],
         truths[truths.len() - 1],
     ] {
-        let text = std::fs::read_to_string(d.path().join("truth").join(format!("{target}.jsonl")))
-            .unwrap();
-        let mut truth: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        metapitr::jsonl::redact(&mut truth);
-        for what in ["catalog", "users", "hummock", "params"] {
+        let truth = truth_lines(d.path(), target);
+        for what in ["catalog", "users", "hummock", "ids", "params"] {
             let shown: Vec<serde_json::Value> = serde_json::from_str(&ok(&[
                 "show",
                 "--repo",
@@ -1175,6 +1159,7 @@ fn show_prints_the_truth_at_an_epoch() {
                         "catalog" => metapitr::cli::ShowWhat::Catalog,
                         "users" => metapitr::cli::ShowWhat::Users,
                         "hummock" => metapitr::cli::ShowWhat::Hummock,
+                        "ids" => metapitr::cli::ShowWhat::Ids,
                         _ => metapitr::cli::ShowWhat::Params,
                     },
                     l["kind"].as_str().unwrap_or(""),
@@ -1191,20 +1176,6 @@ fn show_prints_the_truth_at_an_epoch() {
                 assert!(!shown.is_empty(), "nothing in {what} at {target}");
             }
         }
-        let ids: Vec<serde_json::Value> = serde_json::from_str(&ok(&[
-            "show",
-            "--repo",
-            &repo,
-            "--at-epoch",
-            &target.to_string(),
-            "ids",
-            "--json",
-        ]))
-        .unwrap();
-        for t in truth.iter().filter(|l| l["kind"] == "id_generator") {
-            let s = ids.iter().find(|l| l["name"] == t["name"]).unwrap();
-            assert!(s["value"].as_u64() >= t["value"].as_u64(), "{s} below {t}");
-        }
     }
     // A time: the epoch's millisecond gives the same catalog; the text form names it.
     let target = truths[truths.len() / 2];
@@ -1215,4 +1186,346 @@ fn show_prints_the_truth_at_an_epoch() {
     assert!(by_time.lines().count() > 3, "{by_time}");
     let err = fails(&["show", "--repo", &repo, "--at-epoch", "5", "catalog"], 2);
     assert!(err.contains("restorable") || err.contains("range"), "{err}");
+}
+
+/// The epochs the simulator wrote truth files for, in order.
+fn truth_epochs(dir: &Path) -> Vec<u64> {
+    let mut truths: Vec<u64> = std::fs::read_dir(dir.join("truth"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    truths.sort();
+    truths
+}
+
+/// The truth at `epoch` as export lines (header first), password hashes redacted.
+fn truth_lines(dir: &Path, epoch: u64) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("truth").join(format!("{epoch}.jsonl"))).unwrap();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    metapitr::jsonl::redact(&mut lines);
+    lines
+}
+
+/// `diff` between random pairs of truth epochs equals the difference of the two truth
+/// files, computed here from the export lines; `hummock-version` lists exactly the
+/// truth's SSTs.
+#[test]
+fn diff_and_hummock_version_equal_the_truth_at_random_epochs() {
+    use rand::{Rng, SeedableRng};
+    use serde_json::Value;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(Backend::File, d.path());
+    let truths = truth_epochs(d.path());
+    let catalog = |l: &Value| {
+        metapitr::cli::ShowWhat::Catalog.holds(l["kind"].as_str().unwrap()) && l["kind"] != "header"
+    };
+    // kind:id -> line, for the lines `keep` selects.
+    let by_id = |lines: &[Value], keep: &dyn Fn(&Value) -> bool| -> BTreeMap<String, Value> {
+        lines
+            .iter()
+            .skip(1)
+            .filter(|l| keep(l))
+            .map(|l| (format!("{}:{}", l["kind"], l["id"]), l.clone()))
+            .collect()
+    };
+    let named = |v: &Value| -> BTreeSet<(String, u64, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["kind"].as_str().unwrap().to_string(),
+                    x["id"].as_u64().unwrap(),
+                    x["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let named_lines = |ls: Vec<&Value>| -> BTreeSet<(String, u64, String)> {
+        ls.into_iter()
+            .map(|l| {
+                (
+                    l["kind"].as_str().unwrap().to_string(),
+                    l["id"].as_u64().unwrap(),
+                    l["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // (user_id, object_id, action) -> the whole grant.
+    let grants = |lines: &[Value]| -> BTreeMap<(u64, u64, String), Value> {
+        let mut g = BTreeMap::new();
+        for u in lines.iter().filter(|l| l["kind"] == "user") {
+            for x in u["grants"].as_array().unwrap() {
+                let k = (
+                    u["id"].as_u64().unwrap(),
+                    x["object_id"].as_u64().unwrap(),
+                    x["action"].as_str().unwrap().to_string(),
+                );
+                g.insert(k, x.clone());
+            }
+        }
+        g
+    };
+    let ssts = |lines: &[Value]| -> BTreeMap<u64, u64> {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == "sst")
+            .map(|l| {
+                (
+                    l["sst_id"].as_u64().unwrap(),
+                    l["file_size"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut changed_somewhere = [false; 4];
+    for round in 0..4 {
+        let i = rng.random_range(0..truths.len() - 1);
+        let j = if round == 0 {
+            truths.len() - 1
+        } else {
+            rng.random_range(i + 1..truths.len())
+        };
+        let (ea, eb) = (truths[i], truths[j]);
+        let (a, b) = (truth_lines(d.path(), ea), truth_lines(d.path(), eb));
+        let diff: Value = serde_json::from_str(&ok(&[
+            "diff",
+            "--repo",
+            &repo,
+            "--from",
+            &ea.to_string(),
+            "--to",
+            &eb.to_string(),
+            "--json",
+        ]))
+        .unwrap();
+        let ctx = format!("diff {ea}..{eb}");
+        assert_eq!(
+            (diff["from_epoch"].as_u64(), diff["to_epoch"].as_u64()),
+            (Some(ea), Some(eb))
+        );
+
+        let (ca, cb) = (by_id(&a, &catalog), by_id(&b, &catalog));
+        let created = named_lines(
+            cb.iter()
+                .filter(|(k, _)| !ca.contains_key(*k))
+                .map(|x| x.1)
+                .collect(),
+        );
+        let dropped = named_lines(
+            ca.iter()
+                .filter(|(k, _)| !cb.contains_key(*k))
+                .map(|x| x.1)
+                .collect(),
+        );
+        let altered = named_lines(
+            cb.iter()
+                .filter(|(k, l)| ca.get(*k).is_some_and(|o| o != *l))
+                .map(|x| x.1)
+                .collect(),
+        );
+        assert_eq!(named(&diff["created"]), created, "{ctx}");
+        assert_eq!(named(&diff["dropped"]), dropped, "{ctx}");
+        assert_eq!(named(&diff["altered"]), altered, "{ctx}");
+        changed_somewhere[0] |= !created.is_empty() || !dropped.is_empty();
+
+        let is_user = |l: &Value| l["kind"] == "user";
+        let (ua, ub) = (by_id(&a, &is_user), by_id(&b, &is_user));
+        let u = &diff["users"];
+        assert_eq!(
+            named(&u["created"]),
+            named_lines(
+                ub.iter()
+                    .filter(|(k, _)| !ua.contains_key(*k))
+                    .map(|x| x.1)
+                    .collect()
+            ),
+            "{ctx}"
+        );
+        assert_eq!(
+            named(&u["dropped"]),
+            named_lines(
+                ua.iter()
+                    .filter(|(k, _)| !ub.contains_key(*k))
+                    .map(|x| x.1)
+                    .collect()
+            ),
+            "{ctx}"
+        );
+        let (ga, gb) = (grants(&a), grants(&b));
+        let grant_set = |v: &Value| -> BTreeSet<(u64, u64, String, bool)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    (
+                        g["user_id"].as_u64().unwrap(),
+                        g["object_id"].as_u64().unwrap(),
+                        g["action"].as_str().unwrap().to_string(),
+                        g["with_grant_option"].as_bool().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let moved = |from: &BTreeMap<(u64, u64, String), Value>,
+                     to: &BTreeMap<(u64, u64, String), Value>| {
+            to.iter()
+                .filter(|(k, g)| from.get(*k) != Some(*g))
+                .map(|(k, g)| {
+                    (
+                        k.0,
+                        k.1,
+                        k.2.clone(),
+                        g["with_grant_option"].as_bool().unwrap(),
+                    )
+                })
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(grant_set(&u["grants_added"]), moved(&ga, &gb), "{ctx}");
+        assert_eq!(grant_set(&u["grants_revoked"]), moved(&gb, &ga), "{ctx}");
+        changed_somewhere[1] |= !moved(&ga, &gb).is_empty();
+
+        let gens = |ls: &[Value]| -> BTreeMap<String, u64> {
+            ls.iter()
+                .filter(|l| l["kind"] == "id_generator")
+                .map(|l| {
+                    (
+                        l["name"].as_str().unwrap().to_string(),
+                        l["value"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let (ia, ib) = (gens(&a), gens(&b));
+        let expected: BTreeSet<(String, u64, u64)> = ib
+            .iter()
+            .filter(|(n, v)| ia.get(*n) != Some(*v))
+            .map(|(n, v)| (n.clone(), ia[n], *v))
+            .collect();
+        let got: BTreeSet<(String, u64, u64)> = diff["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["generator"].as_str().unwrap().to_string(),
+                    m["from"].as_u64().unwrap(),
+                    m["to"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{ctx}");
+        changed_somewhere[2] |= !expected.is_empty();
+
+        let (sa, sb) = (ssts(&a), ssts(&b));
+        let added: Vec<u64> = sb
+            .iter()
+            .filter(|(k, _)| !sa.contains_key(*k))
+            .map(|x| *x.1)
+            .collect();
+        let removed: Vec<u64> = sa
+            .iter()
+            .filter(|(k, _)| !sb.contains_key(*k))
+            .map(|x| *x.1)
+            .collect();
+        let s = &diff["ssts"];
+        assert_eq!(s["added"].as_u64(), Some(added.len() as u64), "{ctx}");
+        assert_eq!(s["added_bytes"].as_u64(), Some(added.iter().sum()), "{ctx}");
+        assert_eq!(s["removed"].as_u64(), Some(removed.len() as u64), "{ctx}");
+        assert_eq!(
+            s["removed_bytes"].as_u64(),
+            Some(removed.iter().sum()),
+            "{ctx}"
+        );
+        assert_eq!(s["to_count"].as_u64(), Some(sb.len() as u64), "{ctx}");
+        changed_somewhere[3] |= !added.is_empty() && !removed.is_empty();
+
+        // The text form says the same: one line per created object.
+        let text = ok(&[
+            "diff",
+            "--repo",
+            &repo,
+            "--from",
+            &ea.to_string(),
+            "--to",
+            &eb.to_string(),
+        ]);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("+ created ") && !l.contains(" user "))
+                .count(),
+            created.len(),
+            "{text}"
+        );
+
+        // hummock-version at the later end: exactly the truth's SSTs and objects.
+        let hv: Value = serde_json::from_str(&ok(&[
+            "hummock-version",
+            "--repo",
+            &repo,
+            "--at-epoch",
+            &eb.to_string(),
+            "--json",
+        ]))
+        .unwrap();
+        let listed: BTreeMap<u64, u64> = hv["ssts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["sst_id"].as_u64().unwrap(),
+                    x["file_size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, sb, "hummock-version at {eb}");
+        let objects: BTreeSet<u64> = ok(&[
+            "hummock-version",
+            "--repo",
+            &repo,
+            "--at-epoch",
+            &eb.to_string(),
+            "--object-ids",
+        ])
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+        let truth_objects: BTreeSet<u64> = b
+            .iter()
+            .filter(|l| l["kind"] == "sst")
+            .map(|l| l["object_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            objects, truth_objects,
+            "hummock-version --object-ids at {eb}"
+        );
+    }
+    // The history is busy enough that every kind of change was compared at least once.
+    assert_eq!(changed_somewhere, [true; 4], "catalog, grants, ids, ssts");
+
+    // Bad input: the ends reversed, and an epoch before the history.
+    let (first, last) = (truths[0].to_string(), truths[truths.len() - 1].to_string());
+    let err = fails(
+        &["diff", "--repo", &repo, "--from", &last, "--to", &first],
+        2,
+    );
+    assert!(err.contains("give the earlier epoch first"), "{err}");
+    let err = fails(&["diff", "--repo", &repo, "--from", "5", "--to", &last], 2);
+    assert!(err.contains("restorable"), "{err}");
 }
