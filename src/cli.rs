@@ -160,6 +160,11 @@ pub enum Command {
         /// How often to look for sealed segments when running continuously.
         #[arg(long, default_value_t = 500)]
         poll_ms: u64,
+        /// Serve Prometheus metrics on http://ADDR/metrics and a health check on /health
+        /// while archiving, e.g. 127.0.0.1:9187 (port 0: any free port). Default: off; not
+        /// with --once.
+        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Create, list and delete base snapshots.
     Snapshot {
@@ -691,8 +696,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             repo,
             once,
             poll_ms,
+            metrics_addr,
         } => {
             let repo = open_repo(&repo)?;
+            // Bound before the timeline is claimed, so a bad address changes nothing.
+            let metrics = match metrics_addr {
+                Some(addr) => {
+                    let tl = dir_timeline(&wal_dir)?;
+                    let clock = repo.clock().clone();
+                    let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl);
+                    let server = crate::metrics::serve(addr, m.clone()).await?;
+                    let at = server.local_addr();
+                    let _ = writeln!(std::io::stderr(), "serving metrics on http://{at}/metrics");
+                    Some((m, server))
+                }
+                None => None,
+            };
             if once {
                 seal_crashed_tail(&wal_dir).await?;
             }
@@ -711,8 +730,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                     r.archived_epoch
                 ));
             }
+            if let Some((m, _)) = &metrics {
+                m.refresh(&repo).await;
+            }
             loop {
-                match crate::archive::archive_dir(&repo, &wal_dir).await {
+                let pass = crate::archive::archive_dir(&repo, &wal_dir).await;
+                if let Some((m, _)) = &metrics {
+                    m.after_pass(&repo, &pass).await;
+                }
+                match pass {
                     Ok(r) if r.segments > 0 => out(format!(
                         "archived {} segments, archive ends at epoch {} ({})",
                         r.segments,

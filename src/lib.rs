@@ -16,6 +16,7 @@ pub mod faulty_store;
 pub mod fuzz;
 pub mod hummock;
 pub mod jsonl;
+pub mod metrics;
 pub mod model;
 pub mod pin;
 pub mod progress;
