@@ -1492,8 +1492,22 @@ fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
 async fn info_cmd(repo: &RepoArg, json: bool) -> Result<()> {
     let repo = open_repo(repo)?;
     let m = repo.manifest().await?;
-    let timelines: Vec<serde_json::Value> = crate::timeline::tree(&m)
-        .into_iter()
+    let now = repo.clock().now_ms();
+    let age = |e: u64| now.saturating_sub(epoch::to_unix_ms(e));
+    let ranges_json = |ranges: &[(u64, u64)]| -> Vec<serde_json::Value> {
+        ranges
+            .iter()
+            .map(|(a, b)| {
+                json!({
+                    "from": a, "from_ts": epoch::format(*a),
+                    "to": b, "to_ts": epoch::format(*b),
+                })
+            })
+            .collect()
+    };
+    let tree = crate::timeline::tree(&m);
+    let timelines: Vec<serde_json::Value> = tree
+        .iter()
         .map(|t| {
             let (last_lsn, last_epoch) = t.last();
             let first = t.first_archived();
@@ -1507,62 +1521,161 @@ async fn info_cmd(repo: &RepoArg, json: bool) -> Result<()> {
                 "writer_epoch": t.writer_epoch,
                 "first_archived_epoch": first.map(|f| f.1),
                 "last_archived_epoch": last_epoch,
+                "last_archived_epoch_ts": (last_epoch != 0).then(|| epoch::format(last_epoch)),
                 "last_archived_lsn": last_lsn,
+                "archive_age_ms": (last_epoch != 0).then(|| age(last_epoch)),
                 "segments": t.segment_count(),
+                "index_chunks": t.chunks.len(),
                 "archived_bytes": t.archived_bytes(),
                 "snapshots": m.snapshots.iter().filter(|s| s.timeline == t.id).count(),
                 "restorable": ranges.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+                "restorable_ts": ranges_json(&ranges),
             })
         })
         .collect();
+    let newest = m.newest_timeline();
+    let window = restore::restorable_ranges(&m, newest);
+    let newest_snap = m.snapshots.iter().max_by_key(|s| s.max_committed_epoch);
+    let snap_bytes: u64 = m.snapshots.iter().map(|s| s.stored_size).sum();
+    let wal_segments: u64 = m.timelines.iter().map(|t| t.segment_count()).sum();
+    let wal_bytes: u64 = m.timelines.iter().map(|t| t.archived_bytes()).sum();
+    let pinned: u64 = m.pins.iter().map(|p| p.count).sum();
+    let pin_bytes: u64 = m.pins.iter().map(|p| p.stored_size).sum();
+    let lag_ms = m
+        .timeline(newest)
+        .map(|t| t.last().1)
+        .filter(|e| *e != 0)
+        .map(age);
+    let verify = match crate::verify::load_state(&repo).await {
+        Ok(Some(v)) => json!({
+            "at_ms": v.verified_at_ms,
+            "at": epoch::format_unix_ms(v.verified_at_ms),
+            "age_ms": now.saturating_sub(v.verified_at_ms),
+            "manifest_version": v.manifest_version,
+            "problems": v.last_problems,
+            "full": v.last_full,
+            "objects_read": v.last_objects_read,
+            "bytes_read": v.last_bytes_read,
+            "objects_verified": v.objects.len(),
+        }),
+        Ok(None) => serde_json::Value::Null,
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let info = json!({
+        "repo": repo.url(),
+        "manifest_version": m.version,
+        "manifest_updated_at_ms": m.updated_at_ms,
+        "newest_timeline": newest,
+        "timelines": timelines,
+        "restorable": ranges_json(&window),
+        "archive_lag_ms": lag_ms,
+        "snapshots": {
+            "count": m.snapshots.len(),
+            "stored_bytes": snap_bytes,
+            "kept": m.snapshots.iter().filter(|s| s.keep).count(),
+            "newest": newest_snap.map(|s| json!({
+                "id": s.id,
+                "max_committed_epoch": s.max_committed_epoch,
+                "max_committed_epoch_ts": epoch::format(s.max_committed_epoch),
+                "age_ms": age(s.max_committed_epoch),
+            })),
+        },
+        "wal": { "segments": wal_segments, "stored_bytes": wal_bytes },
+        "pin_sets": { "count": m.pins.len(), "pinned_objects": pinned, "stored_bytes": pin_bytes },
+        "retention": {
+            "window_ms": (m.retention_window_ms != 0).then_some(m.retention_window_ms),
+            "keep_last": (m.retention_keep_last != 0).then_some(m.retention_keep_last),
+        },
+        "last_verify": verify,
+    });
     if json {
-        return out(json!({
-            "repo": repo.url(),
-            "manifest_version": m.version,
-            "newest_timeline": m.newest_timeline(),
-            "timelines": timelines,
-            "snapshots": m.snapshots.len(),
-            "pin_sets": m.pins.len(),
-        })
-        .to_string());
+        return out(info.to_string());
     }
-    out(format!(
-        "repo {} (manifest version {}), {} snapshots, newest timeline {}",
+    let ago = |ms: u64| human_duration(std::time::Duration::from_millis(ms));
+    let mut t = format!(
+        "repo {} (manifest version {}, written {} ago), newest timeline {newest}\n",
         repo.url(),
         m.version,
+        ago(now.saturating_sub(m.updated_at_ms))
+    );
+    t.push_str(&format!(
+        "restorable: {}\n",
+        restore::format_ranges(&window)
+    ));
+    if let Some(l) = lag_ms {
+        t.push_str(&format!("archive: newest epoch archived {} ago\n", ago(l)));
+    }
+    t.push_str(&format!(
+        "wal: {wal_segments} segments ({})\n",
+        human_bytes(wal_bytes)
+    ));
+    t.push_str(&format!(
+        "snapshots: {} ({}){}\n",
         m.snapshots.len(),
-        m.newest_timeline()
-    ))?;
-    out("timelines:")?;
-    for t in crate::timeline::tree(&m) {
+        human_bytes(snap_bytes),
+        newest_snap
+            .map(|s| format!(
+                ", newest {} at epoch {} ({}), {} old",
+                s.id,
+                s.max_committed_epoch,
+                epoch::format(s.max_committed_epoch),
+                ago(age(s.max_committed_epoch))
+            ))
+            .unwrap_or_default()
+    ));
+    t.push_str(&format!(
+        "pin sets: {} ({pinned} objects pinned, {})\n",
+        m.pins.len(),
+        human_bytes(pin_bytes)
+    ));
+    if m.retention_window_ms != 0 || m.retention_keep_last != 0 {
+        t.push_str(&format!(
+            "retention: window {}, keep last {}\n",
+            ago(m.retention_window_ms),
+            m.retention_keep_last
+        ));
+    }
+    t.push_str(&match &verify {
+        serde_json::Value::Null => "last verify: never (run `metapitr verify`)\n".to_string(),
+        v if v.get("error").is_some() => format!("last verify: unreadable state: {}\n", v["error"]),
+        v => format!(
+            "last verify: {} ago, manifest version {}, problems: {}{}\n",
+            ago(v["age_ms"].as_u64().unwrap_or(0)),
+            v["manifest_version"],
+            v["problems"],
+            if v["full"].as_bool() == Some(true) { " (full)" } else { "" }
+        ),
+    });
+    t.push_str("timelines:\n");
+    for tl in &tree {
         let depth = {
             let mut d = 0;
-            let mut p = t.parent;
+            let mut p = tl.parent;
             while p != 0 && d < 64 {
                 d += 1;
                 p = m.timeline(p).map_or(0, |x| x.parent);
             }
             d
         };
-        let fork = if t.parent == 0 {
+        let fork = if tl.parent == 0 {
             String::new()
         } else {
             format!(
                 " forked from {} at epoch {} ({})",
-                t.parent,
-                t.fork_epoch,
-                epoch::format(t.fork_epoch)
+                tl.parent,
+                tl.fork_epoch,
+                epoch::format(tl.fork_epoch)
             )
         };
-        let ranges = restore::format_ranges(&restore::restorable_ranges(&m, t.id));
-        out(format!(
-            "{}{}{fork}: {} segments ({}), writer epoch {}; restorable {ranges}",
+        let ranges = restore::format_ranges(&restore::restorable_ranges(&m, tl.id));
+        t.push_str(&format!(
+            "{}{}{fork}: {} segments ({}), writer epoch {}; restorable {ranges}\n",
             "  ".repeat(depth + 1),
-            t.id,
-            t.segment_count(),
-            human_bytes(t.archived_bytes()),
-            t.writer_epoch
-        ))?;
+            tl.id,
+            tl.segment_count(),
+            human_bytes(tl.archived_bytes()),
+            tl.writer_epoch
+        ));
     }
-    Ok(())
+    out(t.trim_end())
 }

@@ -1529,3 +1529,71 @@ fn diff_and_hummock_version_equal_the_truth_at_random_epochs() {
     let err = fails(&["diff", "--repo", &repo, "--from", "5", "--to", &last], 2);
     assert!(err.contains("restorable"), "{err}");
 }
+
+/// `info` reports the window with timestamps, snapshots, the WAL, pin sets and the last
+/// verify; `verify` from the command line names a missing segment and exits 4.
+#[test]
+fn info_and_verify_from_the_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(Backend::File, d.path());
+    let info = |repo: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&["info", "--repo", repo, "--json"])).unwrap()
+    };
+    let i = info(&repo);
+    assert!(i["last_verify"].is_null(), "{i}");
+    assert!(ok(&["info", "--repo", &repo]).contains("last verify: never"));
+
+    let snaps: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshot", "list", "--repo", &repo, "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(i["snapshots"]["count"].as_u64(), Some(snaps.len() as u64));
+    let bytes: u64 = snaps.iter().map(|s| s["size"].as_u64().unwrap()).sum();
+    assert_eq!(i["snapshots"]["stored_bytes"].as_u64(), Some(bytes));
+    let newest = snaps
+        .iter()
+        .max_by_key(|s| s["max_committed_epoch"].as_u64())
+        .unwrap();
+    assert_eq!(i["snapshots"]["newest"]["id"], newest["id"]);
+    let tls = i["timelines"].as_array().unwrap();
+    let segs: u64 = tls.iter().map(|t| t["segments"].as_u64().unwrap()).sum();
+    assert_eq!(i["wal"]["segments"].as_u64(), Some(segs));
+    assert!(segs > 0);
+    let w = &i["restorable"][0];
+    assert_eq!(
+        w["from_ts"].as_str().unwrap(),
+        metapitr::epoch::format(w["from"].as_u64().unwrap())
+    );
+    assert_eq!(
+        i["restorable"].as_array().unwrap().last().unwrap()["to"],
+        tls[0]["last_archived_epoch"]
+    );
+    assert!(i["pin_sets"]["pinned_objects"].as_u64().unwrap() > 0);
+    assert!(i["archive_lag_ms"].as_u64().is_some());
+
+    let text = ok(&["verify", "--repo", &repo]);
+    assert!(text.contains("no problems"), "{text}");
+    let v = &info(&repo)["last_verify"];
+    assert_eq!(v["problems"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["manifest_version"], i["manifest_version"]);
+    assert!(v["objects_verified"].as_u64().unwrap() > segs);
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&["verify", "--repo", &repo, "--json"])).unwrap();
+    assert_eq!(again["objects_read"].as_u64(), Some(0), "{again}");
+
+    // A segment deleted behind metapitr's back: named, exit 4, and info remembers it.
+    let wal = d.path().join("repo").join("wal").join("00000001");
+    let mut files: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let victim = &files[files.len() / 2];
+    std::fs::remove_file(victim).unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let out = run(&["verify", "--repo", &repo], &[], None);
+    assert_eq!(out.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("missing: wal/00000001/{name}")), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 problem(s)"));
+    assert_eq!(info(&repo)["last_verify"]["problems"].as_u64(), Some(1));
+}

@@ -268,7 +268,7 @@ fn archive_serves_metrics_that_agree_with_info() {
     let unix_s = |e: u64| metapitr::epoch::to_unix_ms(e) as f64 / 1000.0;
     assert!((m.float("restorable_window_start_seconds") - unix_s(start)).abs() < 1e-3);
     assert!((m.float("restorable_window_end_seconds") - unix_s(end)).abs() < 1e-3);
-    let snapshots = info["snapshots"].as_u64().unwrap();
+    let snapshots = info["snapshots"]["count"].as_u64().unwrap();
     assert!(snapshots >= 2, "{info}");
     assert_eq!(m.int("snapshots"), snapshots);
     assert!(m.float("newest_snapshot_age_seconds") >= m.float("archive_lag_seconds"));
