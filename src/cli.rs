@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::clock;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::{Progress, Unit};
 use crate::repo::Repo;
 use crate::repo::RepoLocation;
 use crate::restore::{self, Target};
@@ -755,7 +756,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Snapshot { cmd } => snapshot_cmd(cmd).await,
-        Command::Restore(a) => restore_cmd(a).await,
+        Command::Restore(a) => restore_cmd(a, quiet).await,
         Command::Show {
             repo,
             at,
@@ -864,13 +865,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 let repo = open_repo(&repo)?;
                 let target = at.map_or(Target::Latest, Target::Epoch);
-                restore::materialize(&repo, timeline, target).await?.1
+                let m = repo.manifest().await?;
+                let plan = restore::plan(&repo, &m, timeline, target).await?;
+                let progress = Progress::new(0, Unit::Items, "export", quiet);
+                restore::execute_with(&repo, &plan, &progress).await?
             };
             let target = match output {
                 Some(p) => TargetStore::Jsonl(p),
                 None => TargetStore::Stdout,
             };
-            target.write_export(&state, force, include_secrets).await
+            let spin = Progress::spinner(&format!("writing {target}"), quiet);
+            let r = target.write_export(&state, force, include_secrets).await;
+            spin.finish();
+            r
         }
         Command::Import {
             from,
@@ -894,12 +901,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             if !force && !store.is_empty().await? {
                 return Err(Error::TargetNotEmpty(store.to_string()));
             }
-            let mut state = source.read().await?;
+            let spin = Progress::spinner(&format!("reading {source}"), quiet);
+            let state = source.read().await;
+            spin.finish();
+            let mut state = state?;
             if let Some(id) = id {
                 let nodes = parse_initial_cluster(&initial_cluster)?;
                 crate::store::reinitialize_cluster(&mut state, id, nodes)?;
             }
-            store.write(&state, force).await?;
+            let spin = Progress::spinner(&format!("writing into {store}"), quiet);
+            let r = store.write(&state, force).await;
+            spin.finish();
+            r?;
             out(format!(
                 "imported epoch {} ({} UTC) into {store}: {} catalog objects, {} users, {} SSTs",
                 state.epoch,
@@ -953,12 +966,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some(from) = &a.resume_from {
                 prepare_resume(from, &a.wal_dir)?;
             }
+            let progress = Progress::new(a.epochs, Unit::Items, "simulate", quiet);
             let opts = RunOptions {
                 ack_log: a.ack_log.clone(),
+                progress: progress.clone(),
                 ..opts
             };
             let t = Instant::now();
-            let r = sim::run(a.repo.location()?, &a.wal_dir, opts).await?;
+            let r = sim::run(a.repo.location()?, &a.wal_dir, opts).await;
+            progress.finish();
+            let r = r?;
             if r.objects_written > 0 {
                 out(format!(
                     "hummock storage: {} SST objects written, {} vacuumed; retention moved the window {} times, now from {}",
@@ -969,12 +986,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ))?;
             }
             out(format!(
-                "simulated {} epochs ({} .. {}), {} records in {:.2?}; archived {} segments ({}); {} snapshots; {} truth files",
+                "simulated {} epochs ({} .. {}), {} records in {}; archived {} segments ({}); {} snapshots; {} truth files",
                 r.epochs,
                 epoch::format(r.first_epoch),
                 epoch::format(r.last_epoch),
                 r.records,
-                t.elapsed(),
+                human_duration(t.elapsed()),
                 r.archive.segments,
                 human_bytes(r.archive.stored_bytes),
                 r.snapshots.len(),
@@ -1077,8 +1094,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Info { repo, json } => info_cmd(&repo, json).await,
         Command::Verify { repo, full, json } => {
             let repo = open_repo(&repo)?;
-            let progress =
-                crate::progress::Progress::new(0, crate::progress::Unit::Items, "verify", quiet);
+            let progress = Progress::new(0, Unit::Items, "verify", quiet);
             let t = Instant::now();
             let r = crate::verify::run(&repo, full, &progress).await?;
             if json {
@@ -1375,7 +1391,7 @@ fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
         .map_err(|e| Error::Internal(format!("id set: {e}")))
 }
 
-async fn restore_cmd(a: RestoreArgs) -> Result<()> {
+async fn restore_cmd(a: RestoreArgs, quiet: bool) -> Result<()> {
     let repo = open_repo(&a.repo)?;
     let target = if let Some(e) = a.target_epoch {
         Target::Epoch(e)
@@ -1417,7 +1433,8 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         say("dry run: nothing written".into());
         return Ok(());
     }
-    let mut state = restore::execute(&repo, &plan).await?;
+    let progress = Progress::new(0, Unit::Items, "restore", quiet || to_stdout);
+    let mut state = restore::execute_with(&repo, &plan, &progress).await?;
     if let Some(loc) = &hummock_location {
         crate::hummock::guard_storage(&mut state, loc, a.overwrite_hummock_storage_endpoint)?;
     }
@@ -1428,7 +1445,10 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
             h.url()
         ));
     }
-    store.write(&state, a.force).await?;
+    let spin = Progress::spinner(&format!("writing into {store}"), quiet || to_stdout);
+    let r = store.write(&state, a.force).await;
+    spin.finish();
+    r?;
     if let Some(h) = &hummock {
         crate::hummock::write_checkpoint(h, &state).await?;
         say(format!(
@@ -1438,10 +1458,10 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         ));
     }
     say(format!(
-        "restored epoch {} ({} UTC) into {store} in {:.2?}: {} catalog objects, {} users, {} SSTs",
+        "restored epoch {} ({} UTC) into {store} in {}: {} catalog objects, {} users, {} SSTs",
         state.epoch,
         epoch::format(state.epoch),
-        t.elapsed(),
+        human_duration(t.elapsed()),
         state.catalog.len(),
         state.users.len(),
         state.hummock.sst_count()
@@ -1643,7 +1663,11 @@ async fn info_cmd(repo: &RepoArg, json: bool) -> Result<()> {
             ago(v["age_ms"].as_u64().unwrap_or(0)),
             v["manifest_version"],
             v["problems"],
-            if v["full"].as_bool() == Some(true) { " (full)" } else { "" }
+            if v["full"].as_bool() == Some(true) {
+                " (full)"
+            } else {
+                ""
+            }
         ),
     });
     t.push_str("timelines:\n");

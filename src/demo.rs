@@ -78,12 +78,12 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
     opts.recorder.snapshot_every_ms = None;
     let r = sim::run(&repo_url, &dir.join("wal"), opts).await?;
     println!(
-        "   {} epochs, {} .. {} UTC, {} records in {:.2?}",
+        "   {} epochs, {} .. {} UTC, {} records in {}",
         r.epochs,
         epoch::format(r.first_epoch),
         epoch::format(r.last_epoch),
         r.records,
-        t.elapsed()
+        crate::progress::human_duration(t.elapsed())
     );
     println!(
         "   archived {} WAL segments ({}); {} snapshots taken; final state: {} catalog objects, {} SSTs",

@@ -7,9 +7,21 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+const SPINNER: &str = "{spinner} {msg} {elapsed}";
+
 /// A progress bar, or nothing.
 #[derive(Clone, Default)]
 pub struct Progress(Option<ProgressBar>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Progress({})",
+            if self.0.is_some() { "shown" } else { "hidden" }
+        )
+    }
+}
 
 /// How a bar counts.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +58,21 @@ impl Progress {
         }
         bar.set_message(msg.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
+        Progress(Some(bar))
+    }
+
+    /// A spinner with a message and the time elapsed, for a phase whose size is unknown
+    /// (writing into a meta store); shown under the same conditions as [`Progress::new`].
+    pub fn spinner(msg: &str, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(SPINNER) {
+            bar.set_style(style);
+        }
+        bar.set_message(msg.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
         Progress(Some(bar))
     }
 
@@ -123,6 +150,7 @@ mod tests {
         for t in [
             "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
             "{msg:>12} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+            SPINNER,
         ] {
             ProgressStyle::with_template(t).unwrap();
         }
@@ -147,6 +175,7 @@ mod tests {
     fn hidden_when_quiet() {
         let p = Progress::new(10, Unit::Items, "x", true);
         assert!(!p.is_visible());
+        assert!(!Progress::spinner("x", true).is_visible());
         p.inc(1);
         p.finish();
     }

@@ -10,6 +10,7 @@ use crate::epoch;
 use crate::error::{Error, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
 use crate::model::State;
+use crate::progress::{human_bytes, Progress};
 use crate::repo::Repo;
 use crate::snapshot;
 
@@ -46,29 +47,30 @@ impl Plan {
     pub fn describe(&self) -> String {
         let snap = match &self.snapshot {
             Some(s) => format!(
-                "snapshot {} (epoch {}, {}, {} bytes)",
+                "snapshot {} (epoch {}, {}, {})",
                 s.id,
                 s.max_committed_epoch,
                 epoch::format(s.max_committed_epoch),
-                s.stored_size
+                human_bytes(s.stored_size)
             ),
             None => "no snapshot (replay from the first record)".into(),
         };
         let segs = match (self.segments.first(), self.segments.last()) {
             (Some(f), Some(l)) => format!(
-                "{} WAL segments (lsn {}..={}, {} bytes)",
+                "{} WAL segments (lsn {}..={}, {})",
                 self.segments.len(),
                 f.first_lsn,
                 l.last_lsn,
-                self.segments.iter().map(|s| s.stored_size).sum::<u64>()
+                human_bytes(self.segments.iter().map(|s| s.stored_size).sum::<u64>())
             ),
             _ => "no WAL segments".into(),
         };
         format!(
-            "restore timeline {} to epoch {} ({} UTC)\n  base: {snap}\n  replay: {segs}\n  fetch: {} bytes",
+            "restore timeline {} to epoch {} ({} UTC)\n  base: {snap}\n  replay: {segs}\n  fetch: {} ({} bytes)",
             self.timeline,
             self.target_epoch,
             epoch::format(self.target_epoch),
+            human_bytes(self.fetch_bytes),
             self.fetch_bytes
         )
     }
@@ -217,7 +219,13 @@ pub async fn plan(
 /// generator raised to the repo's high-water mark (a restored cluster must never hand out
 /// an id the history already used).
 pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
-    let mut state = replay(repo, plan).await?;
+    execute_with(repo, plan, &Progress::hidden()).await
+}
+
+/// [`execute`], advancing `progress` by one per object fetched (the snapshot, then each
+/// segment).
+pub async fn execute_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Result<State> {
+    let mut state = replay_with(repo, plan, progress).await?;
     state.raise_ids(&plan.id_high_water);
     Ok(state)
 }
@@ -225,6 +233,12 @@ pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
 /// Fetches and replays a plan, returning exactly the recorded state as of its target epoch,
 /// id generators included, for callers that go on replaying the history after it.
 pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
+    replay_with(repo, plan, &Progress::hidden()).await
+}
+
+/// [`replay`] with progress: one unit per object fetched.
+pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Result<State> {
+    progress.set_length(plan.segments.len() as u64 + u64::from(plan.snapshot.is_some()));
     // Segments are fetched and decoded in a task of their own while the snapshot is, up
     // to FETCH_CONCURRENCY ahead of the replay; dropping the guard stops it.
     let (tx, mut fetched) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
@@ -244,7 +258,11 @@ pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
         }
     }));
     let mut state = match &plan.snapshot {
-        Some(s) => snapshot::fetch(repo, s).await?,
+        Some(s) => {
+            let s = snapshot::fetch(repo, s).await?;
+            progress.inc(1);
+            s
+        }
         None => State::new(plan.timeline),
     };
     let target = plan.target_epoch;
@@ -262,6 +280,7 @@ pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
             break;
         };
         received += 1;
+        progress.inc(1);
         for r in records? {
             if r.lsn <= state.lsn {
                 continue;
@@ -284,6 +303,7 @@ pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
         }
     }
     state.epoch = target;
+    progress.finish();
     info!(epoch = target, replayed, lsn = state.lsn, "restored state");
     Ok(state)
 }

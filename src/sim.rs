@@ -1136,6 +1136,8 @@ pub struct RunOptions {
     pub lag_every: Option<u64>,
     /// Measure the history as plain JSON ([`RunReport::history_json_bytes`]). Default false.
     pub measure_json: bool,
+    /// Advanced by one per epoch. Default hidden.
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RunOptions {
@@ -1156,6 +1158,7 @@ impl Default for RunOptions {
             measure_json: false,
             retention: None,
             vacuum_every: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -1332,6 +1335,7 @@ pub async fn run_with_repo(
             }
         }
         let n = i + 1;
+        opts.progress.inc(1);
         let truth_due = opts
             .truth
             .as_ref()

@@ -1593,7 +1593,64 @@ fn info_and_verify_from_the_command_line() {
     let out = run(&["verify", "--repo", &repo], &[], None);
     assert_eq!(out.status.code(), Some(4));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("missing: wal/00000001/{name}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("missing: wal/00000001/{name}")),
+        "{stdout}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 problem(s)"));
     assert_eq!(info(&repo)["last_verify"]["problems"].as_u64(), Some(1));
+}
+
+/// Progress bars are drawn only on a terminal, and never with --quiet: a piped run's
+/// stderr holds no terminal codes; under a pseudo-terminal (`script`, from util-linux)
+/// the restore bar shows unless -q is given.
+#[test]
+fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(Backend::File, d.path());
+    let target = |n: &str| format!("jsonl:{}", d.path().join(n).display());
+    let piped = run(
+        &[
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            &target("a.jsonl"),
+        ],
+        &[],
+        None,
+    );
+    assert!(piped.status.success());
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains('\u{1b}') && !err.contains(" eta "), "{err}");
+
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("`script` is not installed: the terminal half of this test is skipped");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_metapitr");
+    let on_tty = |quiet: bool, n: &str| -> String {
+        let cmd = format!(
+            "{bin} {}restore --repo {repo} --latest --target-store {}",
+            if quiet { "-q " } else { "" },
+            target(n)
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = on_tty(false, "b.jsonl");
+    assert!(shown.contains("restore ["), "{shown}");
+    assert!(shown.contains("restored epoch"), "{shown}");
+    let quiet = on_tty(true, "c.jsonl");
+    assert!(!quiet.contains("restore ["), "{quiet}");
+    assert!(quiet.contains("restored epoch"), "{quiet}");
 }
