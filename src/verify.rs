@@ -340,8 +340,11 @@ pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report>
     let listed: BTreeMap<String, u64> = repo.list("").await?.into_iter().collect();
     let mut verified: BTreeMap<String, u64> = BTreeMap::new();
     let mut verified_chunks: Vec<VerifiedChunk> = Vec::new();
-    // Whether `key` was verified before and is still listed with the same size; if it is
-    // no longer there (or changed size), that is a problem.
+    // Whether `key` was verified before; if so it is checked against the listing only. A
+    // verified object no longer listed, or listed at another size, is a problem, and stays
+    // remembered at the size it was verified with, so that every run reports it again
+    // until it is back (a segment known only through a remembered chunk is never read
+    // again, so forgetting it would hide it).
     let still_there = |key: &str,
                        timeline: u32,
                        verified: &mut BTreeMap<String, u64>,
@@ -350,10 +353,9 @@ pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report>
             return false;
         };
         report.objects_skipped += 1;
+        verified.insert(key.to_string(), *size);
         match listed.get(key) {
-            Some(l) if l == size => {
-                verified.insert(key.to_string(), *size);
-            }
+            Some(l) if l == size => {}
             Some(l) => report.problems.push(Problem {
                 kind: "corrupt",
                 object: key.to_string(),

@@ -203,7 +203,17 @@ fn verify_finds_damage_then_reads_only_what_is_new() {
         assert_eq!(r4.problems[0].kind, "missing");
         assert_eq!(r4.problems[0].object, later.key());
         assert_eq!(r4.error().unwrap().kind(), ErrorKind::NotFound);
+        // And on every later run until it is back, still reading nothing old.
+        for _ in 0..2 {
+            let again = verify(&strict, false).await;
+            assert_eq!(again.objects_read, 0);
+            assert_eq!(again.problems.len(), 1, "{:#?}", again.problems);
+            assert_eq!(again.problems[0].object, later.key());
+        }
         f.put(&later.key(), later_bytes).await;
+        let back = verify(&strict, false).await;
+        assert!(back.ok(), "{:#?}", back.problems);
+        assert_eq!(back.objects_read, 0);
 
         // A verified object changed in place (same size) is not read again by an
         // incremental run; --full reads everything and finds it.
