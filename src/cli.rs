@@ -17,7 +17,7 @@ use crate::repo::RepoLocation;
 use crate::restore::{self, Target};
 use crate::sim::{self, RunOptions, SimConfig, TruthOptions};
 use crate::snapshot;
-use crate::store::{EtcdCredentials, TargetStore};
+use crate::store::TargetStore;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,8 +27,17 @@ use crate::store::{EtcdCredentials, TargetStore};
 )]
 pub struct Cli {
     /// No progress bars (they are drawn only when stderr is a terminal anyway).
-    #[arg(long, short = 'q', global = true, env = "METAPITR_QUIET")]
+    #[arg(
+        long,
+        short = 'q',
+        global = true,
+        env = "METAPITR_QUIET",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub quiet: bool,
+    /// Settings file (or METAPITR_CONFIG). Default: ./metapitr.toml when it exists.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Command,
 }
@@ -36,18 +45,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct RepoArg {
     /// The repo's storage URL: s3://bucket[/prefix], file:///dir (or a path), memory://.
-    /// Default: [backup] storage_url in the config file.
-    #[arg(long, visible_alias = "backup-storage-url", env = "METAPITR_REPO")]
+    /// Default: METAPITR_REPO, else [backup] storage_url in the settings file.
+    #[arg(long, visible_alias = "backup-storage-url")]
     pub repo: Option<String>,
-    /// A directory inside the storage URL. Default: [backup] storage_directory.
-    #[arg(
-        long = "backup-storage-directory",
-        env = "METAPITR_BACKUP_STORAGE_DIRECTORY"
-    )]
+    /// A directory inside the storage URL. Default: METAPITR_BACKUP_STORAGE_DIRECTORY,
+    /// else [backup] storage_directory.
+    #[arg(long = "backup-storage-directory")]
     pub repo_directory: Option<String>,
-    /// Settings file (default: ./metapitr.toml when it exists).
-    #[arg(long, env = "METAPITR_CONFIG")]
-    pub config: Option<PathBuf>,
     /// A file holding the repo's AES-256-GCM key as 64 hex digits (or set
     /// METAPITR_ENCRYPTION_KEY). Default: [backup] encryption_key_file, else none.
     #[arg(long)]
@@ -55,38 +59,37 @@ pub struct RepoArg {
 }
 
 impl RepoArg {
-    /// The repo location: flags and environment first, then the config file.
-    pub fn location(&self) -> Result<RepoLocation> {
-        let cfg = crate::config::load(self.config.as_deref())?;
-        let url = self
-            .repo
-            .clone()
-            .or(cfg.backup.storage_url)
-            .ok_or_else(|| {
-                Error::InvalidInput(
-                    "no repo given: pass --repo URL (or --backup-storage-url), set METAPITR_REPO, \
-                     or set [backup] storage_url in metapitr.toml"
-                        .into(),
-                )
-            })?;
-        let key_file = self
-            .encryption_key_file
-            .clone()
-            .or(cfg.backup.encryption_key_file);
-        let encryption_key = match (key_file, std::env::var("METAPITR_ENCRYPTION_KEY")) {
-            (Some(f), _) => Some(crate::crypt::Key::from_file(&f)?),
-            (None, Ok(hex)) => Some(crate::crypt::Key::from_hex(
-                &hex,
-                "METAPITR_ENCRYPTION_KEY",
-            )?),
-            (None, Err(_)) => None,
-        };
-        Ok(RepoLocation {
-            url,
-            directory: self.repo_directory.clone().or(cfg.backup.storage_directory),
-            s3: cfg.backup.s3,
-            encryption_key,
-        })
+    /// These flags as settings.
+    fn flags(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("backup.storage_url", self.repo.clone()),
+            ("backup.storage_directory", self.repo_directory.clone()),
+            (
+                "backup.encryption_key_file",
+                self.encryption_key_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+        ]
+    }
+
+    /// The repo location: flags, then the environment, then the settings file.
+    pub fn location(&self, ctx: &Ctx) -> Result<RepoLocation> {
+        ctx.settings(&self.flags())?.repo_location()
+    }
+}
+
+/// What every command shares: the global flags.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub quiet: bool,
+    pub config: Option<PathBuf>,
+}
+
+impl Ctx {
+    /// The effective settings with these flags on top.
+    pub fn settings(&self, flags: crate::config::Flags) -> Result<crate::config::Settings> {
+        crate::config::Settings::load(self.config.as_deref(), flags)
     }
 }
 
@@ -114,29 +117,34 @@ impl AtArg {
 /// Credentials for an etcd target with authentication enabled (as risectl restore-meta).
 #[derive(Args, Debug, Clone, Default)]
 pub struct EtcdAuthArg {
-    /// The etcd target has authentication enabled.
-    #[arg(long, requires_all = ["etcd_username", "etcd_password"])]
+    /// The etcd target has authentication enabled: a username and password are required
+    /// (from these flags, METAPITR_ETCD_USERNAME/PASSWORD or [etcd] in the settings file).
+    #[arg(long)]
     pub etcd_auth: bool,
-    #[arg(long, env = "METAPITR_ETCD_USERNAME")]
+    #[arg(long)]
     pub etcd_username: Option<String>,
-    #[arg(long, env = "METAPITR_ETCD_PASSWORD", hide_env_values = true)]
+    #[arg(long)]
     pub etcd_password: Option<String>,
 }
 
 impl EtcdAuthArg {
-    fn credentials(&self) -> Option<EtcdCredentials> {
-        match (self.etcd_auth, &self.etcd_username, &self.etcd_password) {
-            (true, Some(u), Some(p)) => Some(EtcdCredentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
-            _ => None,
-        }
+    fn flags(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("etcd.username", self.etcd_username.clone()),
+            ("etcd.password", self.etcd_password.clone()),
+        ]
     }
 
-    /// Parses a store argument and attaches the credentials.
-    fn store(&self, s: &str) -> Result<TargetStore> {
-        Ok(s.parse::<TargetStore>()?.with_etcd_auth(self.credentials()))
+    /// Parses a store argument and attaches the credentials (for an etcd store).
+    fn store(&self, s: &str, ctx: &Ctx) -> Result<TargetStore> {
+        let store = s.parse::<TargetStore>()?;
+        if !matches!(store, TargetStore::Etcd(_)) {
+            return Ok(store);
+        }
+        let creds = ctx
+            .settings(&self.flags())?
+            .etcd_credentials(self.etcd_auth)?;
+        Ok(store.with_etcd_auth(creds))
     }
 }
 
@@ -158,12 +166,13 @@ pub enum Command {
         /// and exit.
         #[arg(long)]
         once: bool,
-        /// How often to look for sealed segments when running continuously.
-        #[arg(long, default_value_t = 500)]
-        poll_ms: u64,
+        /// How often to look for sealed segments when running continuously, in ms.
+        /// Default: [archive] poll_ms, else 500.
+        #[arg(long)]
+        poll_ms: Option<u64>,
         /// Serve Prometheus metrics on http://ADDR/metrics and a health check on /health
-        /// while archiving, e.g. 127.0.0.1:9187 (port 0: any free port). Default: off; not
-        /// with --once.
+        /// while archiving, e.g. 127.0.0.1:9187 (port 0: any free port). Default:
+        /// METAPITR_METRICS_ADDR, else [archive] metrics_addr, else off; not with --once.
         #[arg(long, value_name = "ADDR", conflicts_with = "once")]
         metrics_addr: Option<std::net::SocketAddr>,
     },
@@ -305,6 +314,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Settings: `config show` prints every setting's effective value and where it came
+    /// from (flag, METAPITR_* environment, settings file, AWS_* environment, default),
+    /// with secrets masked.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Show the pin set: pinned object count, covered epoch range, size.
     Pins {
         #[command(flatten)]
@@ -431,6 +447,19 @@ impl RecoveryArgs {
             seed: self.seed,
         })
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print the effective settings (the flags given here count as flags).
+    Show {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        etcd: EtcdAuthArg,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -633,8 +662,8 @@ fn dir_timeline(dir: &std::path::Path) -> Result<Option<u32>> {
     Ok(crate::snapshot::read_checkpoint(dir)?.map(|s| s.timeline))
 }
 
-fn open_repo(r: &RepoArg) -> Result<Repo> {
-    Repo::open_location(&r.location()?, clock::system())
+fn open_repo(r: &RepoArg, ctx: &Ctx) -> Result<Repo> {
+    Repo::open_location(&r.location(ctx)?, clock::system())
 }
 
 /// `--initial-cluster ID=HOST:PORT` values as meta nodes.
@@ -676,7 +705,11 @@ fn out(s: impl AsRef<str>) -> Result<()> {
 pub use crate::progress::{human_bytes, human_duration};
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let quiet = cli.quiet;
+    let ctx = &Ctx {
+        quiet: cli.quiet,
+        config: cli.config,
+    };
+    let quiet = ctx.quiet;
     match cli.cmd {
         Command::Epoch { value, json } => {
             let v = value.trim();
@@ -699,7 +732,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             poll_ms,
             metrics_addr,
         } => {
-            let repo = open_repo(&repo)?;
+            let mut flags = repo.flags();
+            flags.push(("archive.poll_ms", poll_ms.map(|p| p.to_string())));
+            flags.push(("archive.metrics_addr", metrics_addr.map(|a| a.to_string())));
+            let settings = ctx.settings(&flags)?;
+            let poll_ms: u64 = settings.parsed("archive.poll_ms")?.unwrap_or(500);
+            // From the environment or the file, a metrics address does not apply to --once.
+            let metrics_addr: Option<std::net::SocketAddr> = if once {
+                None
+            } else {
+                settings.parsed("archive.metrics_addr")?
+            };
+            let repo = Repo::open_location(&settings.repo_location()?, clock::system())?;
             // Bound before the timeline is claimed, so a bad address changes nothing.
             let metrics = match metrics_addr {
                 Some(addr) => {
@@ -755,8 +799,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 tokio::time::sleep(std::time::Duration::from_millis(poll_ms)).await;
             }
         }
-        Command::Snapshot { cmd } => snapshot_cmd(cmd).await,
-        Command::Restore(a) => restore_cmd(a, quiet).await,
+        Command::Snapshot { cmd } => snapshot_cmd(cmd, ctx).await,
+        Command::Restore(a) => restore_cmd(a, ctx).await,
         Command::Show {
             repo,
             at,
@@ -764,7 +808,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             what,
             json,
         } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let (plan, state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
             let mut lines = crate::jsonl::lines(&state);
             crate::jsonl::redact(&mut lines);
@@ -805,7 +849,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             object_ids,
             json,
         } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let (plan, state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
             hummock_version_out(&plan, &state, object_ids, json)
         }
@@ -825,7 +869,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     "--from {from} is after --to {to}; give the earlier epoch first"
                 )));
             }
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let (a, b) = tokio::try_join!(
                 restore::as_recorded(&repo, timeline, Target::Epoch(from)),
                 restore::as_recorded(&repo, timeline, Target::Epoch(to)),
@@ -861,9 +905,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             let state = if let Some(dir) = wal_dir {
                 crate::store::read_wal_dir(&dir, at)?
             } else if let Some(s) = from_store {
-                etcd.store(&s)?.read().await?
+                etcd.store(&s, ctx)?.read().await?
             } else {
-                let repo = open_repo(&repo)?;
+                let repo = open_repo(&repo, ctx)?;
                 let target = at.map_or(Target::Latest, Target::Epoch);
                 let m = repo.manifest().await?;
                 let plan = restore::plan(&repo, &m, timeline, target).await?;
@@ -892,7 +936,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 TargetStore::Jsonl(from.into())
             };
-            let store = etcd.store(&target_store)?;
+            let store = etcd.store(&target_store, ctx)?;
             if store == source {
                 return Err(Error::InvalidInput(
                     "--from and --target-store name the same file".into(),
@@ -973,7 +1017,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ..opts
             };
             let t = Instant::now();
-            let r = sim::run(a.repo.location()?, &a.wal_dir, opts).await;
+            let r = sim::run(a.repo.location(ctx)?, &a.wal_dir, opts).await;
             progress.finish();
             let r = r?;
             if r.objects_written > 0 {
@@ -1019,7 +1063,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 repo: Some(repo_url),
                 ..Default::default()
             }
-            .location()?;
+            .location(ctx)?;
             let r = crate::bench::recovery(&cfg, &loc, &work).await?;
             let (json, html) = crate::bench::write_report(&r, &out_dir)?;
             out(format!(
@@ -1061,7 +1105,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             current_epoch,
             ids,
         } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let e = epoch::parse_epoch_or_time(&current_epoch)?;
             let text = match &ids {
                 Some(p) => std::fs::read_to_string(p).map_err(|err| Error::io(p, err))?,
@@ -1091,9 +1135,56 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Info { repo, json } => info_cmd(&repo, json).await,
+        Command::Info { repo, json } => info_cmd(&repo, json, ctx).await,
+        Command::Config {
+            cmd: ConfigCmd::Show { repo, etcd, json },
+        } => {
+            let mut flags = repo.flags();
+            flags.extend(etcd.flags());
+            let settings = ctx.settings(&flags)?;
+            let shown = settings.show();
+            if json {
+                let v: Vec<serde_json::Value> = shown
+                    .iter()
+                    .map(|(s, value, source)| {
+                        json!({
+                            "key": s.key,
+                            "value": value,
+                            "source": source.map(|x| x.to_string()),
+                            "secret": s.secret,
+                            "flag": s.flag,
+                            "env": s.env,
+                            "fallback_env": s.fallback_env,
+                            "default": s.default,
+                            "help": s.help,
+                        })
+                    })
+                    .collect();
+                return out(json!({
+                    "file": settings.file().map(|p| p.display().to_string()),
+                    "settings": v,
+                })
+                .to_string());
+            }
+            let mut t = format!(
+                "settings file: {}\n",
+                settings
+                    .file()
+                    .map_or("none".to_string(), |p| p.display().to_string())
+            );
+            let width = shown.iter().map(|(s, _, _)| s.key.len()).max().unwrap_or(0);
+            for (s, value, source) in &shown {
+                t.push_str(&format!(
+                    "{:width$}  {}{}\n",
+                    s.key,
+                    value.as_deref().unwrap_or("(unset)"),
+                    source.map(|x| format!("  [{x}]")).unwrap_or_default()
+                ));
+            }
+            out(t.trim_end())
+        }
         Command::Verify { repo, full, json } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let progress = Progress::new(0, Unit::Items, "verify", quiet);
             let t = Instant::now();
             let r = crate::verify::run(&repo, full, &progress).await?;
@@ -1131,7 +1222,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Pins { repo, json } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let m = repo.manifest().await?;
             let pins = crate::pin::load_all(&repo).await?;
             let count: u64 = pins.iter().map(|p| p.count()).sum();
@@ -1162,14 +1253,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                     force,
                 },
         } => {
-            let repo = open_repo(&repo_arg)?;
-            let mut policy = crate::config::load(repo_arg.config.as_deref())?.retention_policy()?;
-            if let Some(w) = window {
-                policy.window_ms = Some(crate::retention::Policy::parse_window(&w)?);
-            }
-            if keep_last.is_some() {
-                policy.keep_last = keep_last;
-            }
+            let mut flags = repo_arg.flags();
+            flags.push(("retention.window", window));
+            flags.push(("retention.keep_last", keep_last.map(|k| k.to_string())));
+            let settings = ctx.settings(&flags)?;
+            let policy = settings.retention_policy()?;
+            let repo = Repo::open_location(&settings.repo_location()?, clock::system())?;
             let r = crate::retention::apply(&repo, policy, dry_run, force).await?;
             out(format!(
                 "{}window now starts at epoch {} ({}), newest {} ({}); {} snapshots ({:?}) and {} WAL segments expired ({}); {} SST objects pinned",
@@ -1287,14 +1376,14 @@ async fn seal_crashed_tail(dir: &std::path::Path) -> Result<()> {
     }
 }
 
-async fn snapshot_cmd(cmd: SnapshotCmd) -> Result<()> {
+async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         SnapshotCmd::Create {
             repo,
             at_epoch,
             timeline,
         } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let target = match at_epoch {
                 Some(s) => Target::Epoch(epoch::parse_epoch_or_time(&s)?),
                 None => Target::Latest,
@@ -1310,7 +1399,7 @@ async fn snapshot_cmd(cmd: SnapshotCmd) -> Result<()> {
             ))
         }
         SnapshotCmd::List { repo, json } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let list = snapshot::list(&repo).await?;
             if json {
                 let v: Vec<serde_json::Value> = list
@@ -1352,18 +1441,18 @@ async fn snapshot_cmd(cmd: SnapshotCmd) -> Result<()> {
             }
             Ok(())
         }
-        SnapshotCmd::Keep { repo, ids } => set_keep(&repo, &ids, true).await,
-        SnapshotCmd::Unkeep { repo, ids } => set_keep(&repo, &ids, false).await,
+        SnapshotCmd::Keep { repo, ids } => set_keep(&repo, &ids, true, ctx).await,
+        SnapshotCmd::Unkeep { repo, ids } => set_keep(&repo, &ids, false, ctx).await,
         SnapshotCmd::Delete { repo, ids, force } => {
-            let repo = open_repo(&repo)?;
+            let repo = open_repo(&repo, ctx)?;
             let removed = snapshot::delete(&repo, &ids, force).await?;
             out(format!("deleted {} snapshots", removed.len()))
         }
     }
 }
 
-async fn set_keep(repo: &RepoArg, ids: &[u64], keep: bool) -> Result<()> {
-    let repo = open_repo(repo)?;
+async fn set_keep(repo: &RepoArg, ids: &[u64], keep: bool, ctx: &Ctx) -> Result<()> {
+    let repo = open_repo(repo, ctx)?;
     for id in ids {
         let s = crate::retention::set_keep(&repo, *id, keep).await?;
         out(format!("snapshot {} keep = {}", s.id, s.keep))?;
@@ -1391,8 +1480,9 @@ fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
         .map_err(|e| Error::Internal(format!("id set: {e}")))
 }
 
-async fn restore_cmd(a: RestoreArgs, quiet: bool) -> Result<()> {
-    let repo = open_repo(&a.repo)?;
+async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
+    let quiet = ctx.quiet;
+    let repo = open_repo(&a.repo, ctx)?;
     let target = if let Some(e) = a.target_epoch {
         Target::Epoch(e)
     } else if let Some(t) = &a.target_time {
@@ -1402,7 +1492,7 @@ async fn restore_cmd(a: RestoreArgs, quiet: bool) -> Result<()> {
     } else {
         Target::Latest
     };
-    let store = a.etcd.store(&a.target_store)?;
+    let store = a.etcd.store(&a.target_store, ctx)?;
     if !a.force && !store.is_empty().await? {
         return Err(Error::TargetNotEmpty(store.to_string()));
     }
@@ -1509,8 +1599,8 @@ fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
     crate::wal::fsync_dir(wal_dir)
 }
 
-async fn info_cmd(repo: &RepoArg, json: bool) -> Result<()> {
-    let repo = open_repo(repo)?;
+async fn info_cmd(repo: &RepoArg, json: bool, ctx: &Ctx) -> Result<()> {
+    let repo = open_repo(repo, ctx)?;
     let m = repo.manifest().await?;
     let now = repo.clock().now_ms();
     let age = |e: u64| now.saturating_sub(epoch::to_unix_ms(e));

@@ -1654,3 +1654,100 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
     assert!(!quiet.contains("restore ["), "{quiet}");
     assert!(quiet.contains("restored epoch"), "{quiet}");
 }
+
+/// `config show`: every setting with its effective value and source, secrets masked;
+/// a flag beats METAPITR_* beats the file beats AWS_* beats the default; a misspelt key
+/// in the file is refused by every command that reads settings.
+#[test]
+fn config_show_states_every_setting_its_source_and_masks_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("m.toml");
+    std::fs::write(
+        &cfg,
+        "[backup]\nstorage_url = \"file:///from-file\"\nstorage_directory = \"dir-file\"\n\
+         [backup.s3]\nregion = \"eu-west-1\"\nsecret_access_key = \"file-secret\"\n\
+         [archive]\npoll_ms = 250\n[etcd]\nusername = \"root\"\npassword = \"file-pw\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("METAPITR_BACKUP_STORAGE_DIRECTORY", "dir-env".to_string()),
+        ("AWS_REGION", "ap-south-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE".to_string()),
+        ("METAPITR_ETCD_PASSWORD", "env-pw".to_string()),
+    ];
+    let out = metapitr_env(
+        &[
+            "config",
+            "show",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--repo",
+            "file:///from-flag",
+            "--json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["file"].as_str(), cfg.to_str());
+    let get = |k: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap_or_else(|| panic!("{k} missing"))
+            .clone()
+    };
+    let expect = [
+        (
+            "backup.storage_url",
+            "file:///from-flag",
+            "flag --repo (--backup-storage-url)",
+        ),
+        (
+            "backup.storage_directory",
+            "dir-env",
+            "environment METAPITR_BACKUP_STORAGE_DIRECTORY",
+        ),
+        ("backup.s3.region", "eu-west-1", "file"),
+        (
+            "backup.s3.access_key_id",
+            "AKIAEXAMPLE",
+            "environment AWS_ACCESS_KEY_ID",
+        ),
+        ("archive.poll_ms", "250", "file"),
+        ("backup.s3.allow_http", "false", "default"),
+        ("etcd.username", "root", "file"),
+    ];
+    for (k, value, source) in expect {
+        let s = get(k);
+        assert_eq!(s["value"].as_str(), Some(value), "{s}");
+        assert!(s["source"].as_str().unwrap().starts_with(source), "{s}");
+    }
+    for k in ["backup.s3.secret_access_key", "etcd.password"] {
+        assert_eq!(get(k)["value"].as_str(), Some("********"), "{k}");
+    }
+    assert!(get("etcd.password")["source"]
+        .as_str()
+        .unwrap()
+        .contains("METAPITR_ETCD_PASSWORD"));
+    assert!(get("retention.window")["value"].is_null());
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for secret in ["file-secret", "file-pw", "env-pw"] {
+        assert!(!all.contains(secret), "{secret} printed");
+    }
+    // The text form says the same.
+    let text = ok(&["config", "show", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        text.contains("archive.poll_ms") && text.contains("[file "),
+        "{text}"
+    );
+    assert!(!text.contains("file-secret"), "{text}");
+
+    // A misspelt key is refused, naming it, before anything happens.
+    std::fs::write(&cfg, "[backup]\nstorage_ur = \"file:///x\"\n").unwrap();
+    let err = fails(&["snapshot", "list", "--config", cfg.to_str().unwrap()], 2);
+    assert!(err.contains("unknown setting backup.storage_ur"), "{err}");
+}
