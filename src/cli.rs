@@ -93,9 +93,9 @@ impl Ctx {
     }
 }
 
-/// The moment a time-travel command looks at: exactly one of an epoch or a time.
+/// The moment a time-travel command looks at: an epoch or a time (default: the newest).
 #[derive(Args, Debug, Clone)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct AtArg {
     #[arg(long)]
     pub at_epoch: Option<u64>,
@@ -640,6 +640,7 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Io { path, .. }) if path.as_os_str() == PIPE_CLOSED => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(match e.kind() {
@@ -697,10 +698,21 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNo
     Ok(nodes)
 }
 
+/// Prints a line on stdout. A reader that went away (`| head`, `| grep -q`) ends the
+/// command quietly, as a closed pipe ends any Unix filter.
 fn out(s: impl AsRef<str>) -> Result<()> {
     let mut o = std::io::stdout().lock();
-    writeln!(o, "{}", s.as_ref()).map_err(|e| Error::io("<stdout>", e))
+    match writeln!(o, "{}", s.as_ref()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            path: PIPE_CLOSED.into(),
+            source: e,
+        }),
+        r => r.map_err(|e| Error::io("<stdout>", e)),
+    }
 }
+
+/// Names the error `out` returns when stdout's reader went away; `main` exits 0 on it.
+const PIPE_CLOSED: &str = "<stdout: the reader went away>";
 
 pub use crate::progress::{human_bytes, human_duration};
 
@@ -757,9 +769,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            if once {
-                seal_crashed_tail(&wal_dir).await?;
-            }
+            let _lock = if once {
+                Some(seal_crashed_tail(&wal_dir).await?)
+            } else {
+                None
+            };
             // One writer per timeline: this archiver takes the directory's timeline over.
             let repo = match dir_timeline(&wal_dir)? {
                 Some(tl) => repo.claim_timeline(tl).await?,
@@ -767,6 +781,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             if once {
                 let r = crate::archive::archive_dir(&repo, &wal_dir).await?;
+                if r.segments == 0 {
+                    return out(format!(
+                        "nothing to archive: every sealed segment of {} is in the repo",
+                        wal_dir.display()
+                    ));
+                }
                 return out(format!(
                     "archived {} segments ({}), archive ends at lsn {} epoch {}",
                     r.segments,
@@ -860,20 +880,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeline,
             json,
         } => {
-            let (from, to) = (
-                epoch::parse_epoch_or_time(&from)?,
-                epoch::parse_epoch_or_time(&to)?,
-            );
-            if from > to {
-                return Err(Error::InvalidInput(format!(
-                    "--from {from} is after --to {to}; give the earlier epoch first"
-                )));
-            }
+            let (from_t, to_t) = (epoch_or_time(&from)?, epoch_or_time(&to)?);
             let repo = open_repo(&repo, ctx)?;
             let (a, b) = tokio::try_join!(
-                restore::as_recorded(&repo, timeline, Target::Epoch(from)),
-                restore::as_recorded(&repo, timeline, Target::Epoch(to)),
+                restore::as_recorded(&repo, timeline, from_t),
+                restore::as_recorded(&repo, timeline, to_t),
             )?;
+            if a.0.target_epoch > b.0.target_epoch {
+                return Err(Error::InvalidInput(format!(
+                    "--from {from} (epoch {}) is after --to {to} (epoch {}); give the earlier one first",
+                    a.0.target_epoch, b.0.target_epoch
+                )));
+            }
             let d = crate::diff::Diff::between(&a.1, &b.1);
             if json {
                 return out(serde_json::to_string(&d).map_err(|e| Error::Internal(e.to_string()))?);
@@ -1277,6 +1295,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// An epoch, or a time meaning the state as of then (its last epoch), as `--target-time`.
+fn epoch_or_time(s: &str) -> Result<Target> {
+    match s.trim().parse::<u64>() {
+        Ok(e) => Ok(Target::Epoch(e)),
+        Err(_) => Ok(Target::Time(epoch::parse_time_ms(s)?)),
+    }
+}
+
 /// Prints the SSTs of the version as of `plan.target_epoch`.
 fn hummock_version_out(
     plan: &restore::Plan,
@@ -1356,24 +1382,27 @@ fn hummock_version_out(
     out(text.trim_end())
 }
 
-/// For `archive --once`: if no writer holds the directory, recover it (truncating a torn
-/// tail) and seal the active segment so that it can be shipped.
-async fn seal_crashed_tail(dir: &std::path::Path) -> Result<()> {
+/// For `archive --once`: takes the directory's lock (so a directory a live writer holds
+/// is refused: taking its timeline over would fence that writer's own archiver), recovers
+/// the directory (truncating a torn tail) and seals the active segment so that it can be
+/// shipped. The lock is returned, to be held while archiving.
+async fn seal_crashed_tail(dir: &std::path::Path) -> Result<std::fs::File> {
+    let lock = crate::wal::lock_dir(dir)?;
     let segs = crate::wal::list_segments(dir)?;
-    let Some(open) = segs.iter().find(|s| !s.sealed) else {
-        return Ok(());
-    };
-    match crate::wal::Wal::open(
-        dir,
-        open.timeline,
-        open.first_lsn,
-        Default::default(),
-        clock::system(),
-    ) {
-        Ok(w) => w.close().await,
-        Err(Error::Locked(_)) => Ok(()),
-        Err(e) => Err(e),
+    if let Some(open) = segs.iter().find(|s| !s.sealed) {
+        let held = lock.try_clone().map_err(|e| Error::io(dir, e))?;
+        crate::wal::Wal::open_locked(
+            held,
+            dir,
+            open.timeline,
+            open.first_lsn,
+            Default::default(),
+            clock::system(),
+        )?
+        .close()
+        .await?;
     }
+    Ok(lock)
 }
 
 async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
@@ -1388,7 +1417,9 @@ async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
                 Some(s) => Target::Epoch(epoch::parse_epoch_or_time(&s)?),
                 None => Target::Latest,
             };
-            let (_, state) = restore::materialize(&repo, timeline, target).await?;
+            // Exactly as recorded: a snapshot is a base for replaying the records after it,
+            // so its id generators must be the recorded ones, not raised.
+            let (_, state) = restore::as_recorded(&repo, timeline, target).await?;
             let e = snapshot::upload(&repo, &state).await?;
             out(format!(
                 "snapshot {} at epoch {} ({}), {}",
@@ -1420,23 +1451,26 @@ async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
                 return out(serde_json::Value::Array(v).to_string());
             }
             out(format!(
-                "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10}",
+                "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10} | {:>8} | keep",
                 "id",
                 "safe_epoch",
                 "safe_epoch_ts",
                 "max_committed_epoch",
                 "max_committed_epoch_ts",
-                "size"
+                "size",
+                "timeline"
             ))?;
             for s in list {
                 out(format!(
-                    "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10}",
+                    "{:>6} | {:>18} | {:<23} | {:>19} | {:<23} | {:>10} | {:>8} | {}",
                     s.id,
                     s.safe_epoch,
                     epoch::format(s.safe_epoch),
                     s.max_committed_epoch,
                     epoch::format(s.max_committed_epoch),
-                    human_bytes(s.stored_size)
+                    human_bytes(s.stored_size),
+                    s.timeline,
+                    if s.keep { "yes" } else { "" }
                 ))?;
             }
             Ok(())

@@ -87,7 +87,13 @@ impl Key {
 
     /// The key in the file at `path`.
     pub fn from_file(path: &std::path::Path) -> Result<Key> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::InvalidInput(format!(
+                "encryption key file {}: {e}; check --encryption-key-file, \
+                 METAPITR_ENCRYPTION_KEY_FILE or [backup] encryption_key_file",
+                path.display()
+            ))
+        })?;
         Key::from_hex(&text, &path.display().to_string())
     }
 

@@ -306,7 +306,22 @@ impl ArchiverMetrics {
     /// previous values; the next pass tries again.
     pub async fn refresh(&self, repo: &Repo) {
         match repo.load_manifest().await {
-            Ok(m) => self.observe_manifest(&m.unwrap_or_default()),
+            Ok(m) => {
+                let m = m.unwrap_or_default();
+                // An idle archiver learns of a takeover only at its next publish; the
+                // manifest already says so.
+                if let Some((tl, ours)) = repo.fence() {
+                    if m.timeline(tl).is_some_and(|t| t.writer_epoch > ours) {
+                        let mut st = self.lock();
+                        st.snap.fenced = true;
+                        st.snap.last_error = Some(format!(
+                            "fenced: another writer took timeline {tl} over (writer epoch {} > {ours})",
+                            m.timeline(tl).map_or(0, |t| t.writer_epoch)
+                        ));
+                    }
+                }
+                self.observe_manifest(&m)
+            }
             Err(e) => {
                 warn!(error = %e, "metrics: cannot read the manifest; keeping the previous values")
             }
@@ -730,6 +745,26 @@ mod tests {
         );
         // No sealed segment in the directory: no lag in epochs.
         assert!(text.contains("\nmetapitr_archive_lag_epochs 0\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_archiver_sees_a_takeover_in_the_manifest() {
+        let clock = ManualClock::new(JAN1_MS);
+        let repo = Repo::open("memory://", clock.clone()).unwrap();
+        let ours = repo.claim_timeline(1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let m = ArchiverMetrics::new(clock.clone(), dir.path(), Some(1));
+        m.after_pass(&ours, &Ok(ArchiveReport::default())).await;
+        assert_eq!(health(&m.snapshot()), Ok(()));
+        // Another writer takes the timeline over; no pass of ours fails, but the next
+        // manifest refresh tells.
+        repo.claim_timeline(1).await.unwrap();
+        clock.advance(MANIFEST_REFRESH_MS);
+        m.after_pass(&ours, &Ok(ArchiveReport::default())).await;
+        let s = m.snapshot();
+        assert!(s.fenced);
+        assert!(health(&s).unwrap_err().contains("took timeline 1 over"));
+        assert!(render(&s).contains("\nmetapitr_archiver_fenced 1\n"));
     }
 
     #[tokio::test]

@@ -250,7 +250,9 @@ impl Recorder {
     ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
         let mut inner = self.lock()?;
         if let Some(st) = self.archive_status().filter(|s| s.fenced) {
+            // The archiver's error already reads "fenced: …"; say it once.
             let why = st.last_error.unwrap_or_default();
+            let why = why.strip_prefix("fenced: ").unwrap_or(&why).to_string();
             inner.poisoned = Some(why.clone());
             return Err(Error::Fenced(why));
         }

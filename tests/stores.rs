@@ -724,3 +724,31 @@ fn credentials_never_appear_in_logs_or_errors() {
         );
     }
 }
+
+/// As libpq: a PostgreSQL password not in the URL comes from PGPASSWORD, so that it need
+/// not appear on a command line; a wrong one is an authentication error that names no
+/// secret.
+#[test]
+fn a_postgres_password_can_come_from_pgpassword() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated_repo(d.path());
+    let pg = postgres();
+    let with_pw = pg.create_db();
+    let db = with_pw.rsplit('/').next().unwrap().to_string();
+    let url = format!("postgres://{}@127.0.0.1:{}/{db}", pg.user, pg.port);
+    let args = [
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        &url,
+    ];
+    let wrong = run(&args, &[("PGPASSWORD", "not-it-4713".to_string())], None);
+    assert_eq!(wrong.status.code(), Some(2), "{wrong:?}");
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!err.contains("not-it-4713"), "{err}");
+    let o = run(&args, &[("PGPASSWORD", pg.password.clone())], None);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("restored epoch"));
+}

@@ -37,6 +37,13 @@ pub async fn connect(url: &str) -> Result<Client> {
         )
     })?;
     let mut cfg = cfg;
+    // As libpq: a password not in the URL comes from PGPASSWORD, so that it need not
+    // appear on a command line.
+    if cfg.get_password().is_none() {
+        if let Some(p) = crate::config::process_env("PGPASSWORD") {
+            cfg.password(p);
+        }
+    }
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(std::time::Duration::from_secs(10));
     }
