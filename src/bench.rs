@@ -99,10 +99,30 @@ pub struct RecoveryResult {
     pub store_ms_p50: f64,
     pub store_ms_p99: f64,
     pub samples: Vec<Sample>,
+    /// Operator commands on the same history (absent from results written before they
+    /// were measured).
+    #[serde(default)]
+    pub inspect: Inspect,
     /// What an operator would use instead, on the same history (filled by the peer
     /// benchmark, `benches/peers.sh`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<Peers>,
+}
+
+/// `verify` and `diff` on the built history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Inspect {
+    /// `verify` on the fresh repo, reading every object.
+    pub verify_full_ms: f64,
+    pub verify_full_objects: u64,
+    pub verify_full_bytes: u64,
+    /// `verify` right after: the listing only, no object read.
+    pub verify_again_ms: f64,
+    pub verify_again_objects: u64,
+    /// `diff` from the first to the newest restorable epoch: two replays and a compare.
+    pub diff_ms: f64,
+    pub diff_created: u64,
+    pub diff_ssts_added: u64,
 }
 
 /// The peers' results, side by side with metapitr's on the same history.
@@ -253,6 +273,7 @@ pub async fn recovery(
             store_ms,
         });
     }
+    let inspect = inspect(&repo, tl, ranges[0].0, last).await?;
     let mut rto: Vec<f64> = samples.iter().map(|s| s.ms).collect();
     let mut store: Vec<f64> = samples.iter().map(|s| s.store_ms).collect();
     let mut fetched: Vec<u64> = samples.iter().map(|s| s.fetched_bytes).collect();
@@ -280,7 +301,38 @@ pub async fn recovery(
         store_ms_p50: quantile(&mut store, 0.5).unwrap_or(0.0),
         store_ms_p99: quantile(&mut store, 0.99).unwrap_or(0.0),
         samples,
+        inspect,
         peers: None,
+    })
+}
+
+/// Times `verify` twice (everything, then nothing new) and a `diff` across the history.
+async fn inspect(repo: &Repo, timeline: u32, first: u64, last: u64) -> Result<Inspect> {
+    let hidden = crate::progress::Progress::hidden();
+    let t = Instant::now();
+    let full = crate::verify::run(repo, true, &hidden).await?;
+    let verify_full_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let again = crate::verify::run(repo, false, &hidden).await?;
+    let verify_again_ms = t.elapsed().as_secs_f64() * 1000.0;
+    if let Some(e) = full.error().or(again.error()) {
+        return Err(e);
+    }
+    let t = Instant::now();
+    let (a, b) = tokio::try_join!(
+        restore::as_recorded(repo, Some(timeline), Target::Epoch(first)),
+        restore::as_recorded(repo, Some(timeline), Target::Epoch(last)),
+    )?;
+    let d = crate::diff::Diff::between(&a.1, &b.1);
+    Ok(Inspect {
+        verify_full_ms,
+        verify_full_objects: full.objects_read,
+        verify_full_bytes: full.bytes_read,
+        verify_again_ms,
+        verify_again_objects: again.objects_read,
+        diff_ms: t.elapsed().as_secs_f64() * 1000.0,
+        diff_created: d.created.len() as u64,
+        diff_ssts_added: d.ssts.added,
     })
 }
 
@@ -497,6 +549,24 @@ fn html_report(r: &RecoveryResult) -> String {
         row(
             "archive lag p50 / p99 (wall clock)",
             format!("{} / {} ms", r.archive_lag_ms_p50, r.archive_lag_ms_p99),
+        ),
+        row(
+            "verify: everything / again",
+            format!(
+                "{:.0} ms for {} objects ({} bytes) / {:.0} ms reading {} objects",
+                r.inspect.verify_full_ms,
+                r.inspect.verify_full_objects,
+                r.inspect.verify_full_bytes,
+                r.inspect.verify_again_ms,
+                r.inspect.verify_again_objects
+            ),
+        ),
+        row(
+            "diff first → newest epoch",
+            format!(
+                "{:.0} ms ({} objects created, {} SSTs added)",
+                r.inspect.diff_ms, r.inspect.diff_created, r.inspect.diff_ssts_added
+            ),
         ),
     ];
     let mut peers = String::new();

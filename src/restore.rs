@@ -317,15 +317,15 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Plans and executes against the newest manifest.
+/// Plans and executes against the newest manifest: [`as_recorded`] with the id
+/// generators raised, as a restore writes it.
 pub async fn materialize(
     repo: &Repo,
     timeline: Option<u32>,
     target: Target,
 ) -> Result<(Plan, State)> {
-    let m = repo.manifest().await?;
-    let plan = plan(repo, &m, timeline, target).await?;
-    let state = execute(repo, &plan).await?;
+    let (plan, mut state) = as_recorded(repo, timeline, target).await?;
+    state.raise_ids(&plan.id_high_water);
     Ok((plan, state))
 }
 

@@ -1093,6 +1093,11 @@ fn bench_recovery_writes_a_result_and_a_report() {
         r.get("peers").is_none(),
         "peers are only run by benches/peers.sh"
     );
+    // verify read everything once, then nothing; the diff saw the history grow.
+    let i = &r["inspect"];
+    assert!(i["verify_full_objects"].as_u64().unwrap() > 2, "{i}");
+    assert_eq!(i["verify_again_objects"].as_u64(), Some(0), "{i}");
+    assert!(i["diff_ssts_added"].as_u64().unwrap() > 0, "{i}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 2);
     // Two series of 6 restores with their legend marks, then 6 against the snapshot.
