@@ -880,7 +880,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeline,
             json,
         } => {
-            let (from_t, to_t) = (epoch_or_time(&from)?, epoch_or_time(&to)?);
+            let (from_t, to_t) = (
+                Target::Epoch(epoch::parse_as_of(&from)?),
+                Target::Epoch(epoch::parse_as_of(&to)?),
+            );
             let repo = open_repo(&repo, ctx)?;
             let (a, b) = tokio::try_join!(
                 restore::as_recorded(&repo, timeline, from_t),
@@ -916,10 +919,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
             include_secrets,
         } => {
-            let at = at_epoch
-                .as_deref()
-                .map(epoch::parse_epoch_or_time)
-                .transpose()?;
+            let at = at_epoch.as_deref().map(epoch::parse_as_of).transpose()?;
             let state = if let Some(dir) = wal_dir {
                 crate::store::read_wal_dir(&dir, at)?
             } else if let Some(s) = from_store {
@@ -1295,14 +1295,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// An epoch, or a time meaning the state as of then (its last epoch), as `--target-time`.
-fn epoch_or_time(s: &str) -> Result<Target> {
-    match s.trim().parse::<u64>() {
-        Ok(e) => Ok(Target::Epoch(e)),
-        Err(_) => Ok(Target::Time(epoch::parse_time_ms(s)?)),
-    }
-}
-
 /// Prints the SSTs of the version as of `plan.target_epoch`.
 fn hummock_version_out(
     plan: &restore::Plan,
@@ -1414,7 +1406,7 @@ async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
         } => {
             let repo = open_repo(&repo, ctx)?;
             let target = match at_epoch {
-                Some(s) => Target::Epoch(epoch::parse_epoch_or_time(&s)?),
+                Some(s) => Target::Epoch(epoch::parse_as_of(&s)?),
                 None => Target::Latest,
             };
             // Exactly as recorded: a snapshot is a base for replaying the records after it,

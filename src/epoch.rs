@@ -67,7 +67,8 @@ pub fn parse_time_ms(s: &str) -> Result<u64> {
     Ok(ms as u64)
 }
 
-/// An epoch number or a timestamp, as the CLI accepts them.
+/// An epoch number or a timestamp, as the CLI accepts them; a time is its millisecond's
+/// first epoch (for a moment something happened, as `gc-check --current-epoch`).
 pub fn parse_epoch_or_time(s: &str) -> Result<u64> {
     match s.trim().parse::<u64>() {
         Ok(e) => Ok(e),
@@ -75,9 +76,30 @@ pub fn parse_epoch_or_time(s: &str) -> Result<u64> {
     }
 }
 
+/// An epoch number or a timestamp naming a state "as of then": a time is its
+/// millisecond's last epoch, so that every commit of that millisecond is included (as
+/// `restore --target-time`).
+pub fn parse_as_of(s: &str) -> Result<u64> {
+    match s.trim().parse::<u64>() {
+        Ok(e) => Ok(e),
+        Err(_) => parse_time_ms(s).map(last_of_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_as_of_then_includes_its_whole_millisecond() {
+        let t = "2022-12-28T11:08:56.918Z";
+        let first = parse_epoch_or_time(t).unwrap();
+        let last = parse_as_of(t).unwrap();
+        assert_eq!(first, 3603859827458048);
+        assert_eq!(last, first | 0xffff);
+        assert_eq!(to_unix_ms(first), to_unix_ms(last));
+        assert_eq!(parse_as_of("42").unwrap(), 42);
+    }
 
     /// The rw_meta_snapshot example table of the meta backup guide.
     const TABLE: [(u64, &str); 4] = [
