@@ -295,8 +295,9 @@ pub enum Command {
         #[arg(long)]
         ids: Option<PathBuf>,
     },
-    /// Show the repo: its timelines (parent, fork epoch, writer epoch, what is archived and
-    /// restorable), snapshots and pin sets.
+    /// Show the repo: the restorable window with timestamps, its timelines (parent, fork
+    /// epoch, writer epoch, what is archived and restorable), snapshots (count, size,
+    /// newest age), WAL, pin sets, archive lag and the last verify.
     Info {
         #[command(flatten)]
         repo: RepoArg,
