@@ -830,7 +830,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let repo = open_repo(&repo, ctx)?;
-            let (plan, state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
+            let (plan, mut state) = restore::as_recorded(&repo, timeline, at.target()?).await?;
+            if what.is_some_and(|w| w != ShowWhat::Hummock) {
+                // Not asked for: no export lines for the (largest) part, the SSTs.
+                state.hummock = Default::default();
+            }
             let mut lines = crate::jsonl::lines(&state);
             crate::jsonl::redact(&mut lines);
             let shown: Vec<serde_json::Value> = lines
