@@ -665,7 +665,12 @@ fn dir_timeline(dir: &std::path::Path) -> Result<Option<u32>> {
 }
 
 fn open_repo(r: &RepoArg, ctx: &Ctx) -> Result<Repo> {
-    Repo::open_location(&r.location(ctx)?, clock::system())
+    open_settings_repo(&ctx.settings(&r.flags())?)
+}
+
+/// Opens the repo the settings name.
+fn open_settings_repo(settings: &crate::config::Settings) -> Result<Repo> {
+    Repo::open_location(&settings.repo_location()?, clock::system())
 }
 
 /// `--initial-cluster ID=HOST:PORT` values as meta nodes.
@@ -756,7 +761,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 settings.parsed("archive.metrics_addr")?
             };
-            let repo = Repo::open_location(&settings.repo_location()?, clock::system())?;
+            let repo = open_settings_repo(&settings)?;
             // Bound before the timeline is claimed, so a bad address changes nothing.
             let metrics = match metrics_addr {
                 Some(addr) => {
@@ -1281,7 +1286,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             flags.push(("retention.keep_last", keep_last.map(|k| k.to_string())));
             let settings = ctx.settings(&flags)?;
             let policy = settings.retention_policy()?;
-            let repo = Repo::open_location(&settings.repo_location()?, clock::system())?;
+            let repo = open_settings_repo(&settings)?;
             let r = crate::retention::apply(&repo, policy, dry_run, force).await?;
             out(format!(
                 "{}window now starts at epoch {} ({}), newest {} ({}); {} snapshots ({:?}) and {} WAL segments expired ({}); {} SST objects pinned",

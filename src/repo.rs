@@ -129,8 +129,7 @@ pub fn snapshot_entry_key(s: &SnapshotEntry) -> String {
 
 /// S3 settings for a repo. Every unset one comes from the standard AWS environment
 /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct S3Options {
     /// e.g. `http://127.0.0.1:9000` for an S3-compatible server. Default: AWS.
     pub endpoint: Option<String>,
