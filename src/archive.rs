@@ -397,6 +397,101 @@ pub async fn fetch_segment(repo: &Repo, e: &SegmentEntry) -> Result<Vec<format::
     .map_err(|e| Error::Internal(format!("segment decode task: {e}")))?
 }
 
+/// Splits a directory's sealed segments into those the manifest already covers (the next
+/// segment starts at or before the archive's end) and those still to upload.
+fn split_covered(
+    m: &Manifest,
+    sealed: Vec<wal::SegmentFile>,
+) -> (Vec<wal::SegmentFile>, Vec<wal::SegmentFile>) {
+    let mut covered = Vec::new();
+    let mut todo = Vec::new();
+    for (i, s) in sealed.iter().enumerate() {
+        let tl_last = m.timeline(s.timeline).map_or(0, |t| t.last().0);
+        let next_first = sealed
+            .get(i + 1)
+            .filter(|n| n.timeline == s.timeline)
+            .map(|n| n.first_lsn);
+        match next_first {
+            Some(n) if n - 1 <= tl_last => covered.push(s.clone()),
+            _ => todo.push(s.clone()),
+        }
+    }
+    (covered, todo)
+}
+
+/// Checks, without writing anything, that the sealed segments of a WAL directory would be
+/// accepted by the repo: none is archived already with other content, and the first one
+/// chains onto the archive's end. An archiver runs it before it claims the timeline, so a
+/// stray directory is refused before it fences the live writer.
+/// Returns how many segments a pass would upload.
+pub async fn preflight_dir(repo: &Repo, wal_dir: &Path) -> Result<usize> {
+    let sealed: Vec<wal::SegmentFile> = wal::list_segments(wal_dir)?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .collect();
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    let m = repo.load_manifest().await?.unwrap_or_default();
+    let (_, todo) = split_covered(&m, sealed);
+    let mut entries = Vec::new();
+    for s in todo {
+        let data = std::fs::read(&s.path).map_err(|e| Error::io(&s.path, e))?;
+        let (entry, ids, _) = summarize(&data, &s.path.display().to_string())?;
+        entries.push(ArchivedSegment {
+            entry,
+            ids,
+            inserted: Vec::new(),
+            local: None,
+        });
+    }
+    let n = entries.len();
+    add_segments(&mut m.clone(), &entries)
+        .map(|_| n)
+        .map_err(|e| {
+            let why = format!(
+                "{e}; {} was not archived and the timeline was not taken over",
+                wal_dir.display()
+            );
+            match e {
+                Error::Fenced(_) => Error::Fenced(why),
+                Error::InvalidInput(_) => Error::InvalidInput(why),
+                e => e,
+            }
+        })
+}
+
+/// Refuses a `--wal-dir` that is not a meta store directory: one that does not exist
+/// (a typo must not report "nothing to archive"), or that holds neither a `CHECKPOINT` nor
+/// a WAL segment.
+pub fn require_wal_dir(dir: &Path) -> Result<()> {
+    let what = "it is the meta store directory the recorder writes (LOCK, CHECKPOINT, *.wal)";
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::InvalidInput(format!(
+                "WAL directory {} is not a directory; check --wal-dir: {what}",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!(
+                "WAL directory {} does not exist; check --wal-dir: {what}",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    let has_checkpoint = dir.join(crate::snapshot::CHECKPOINT_FILE).is_file();
+    if !has_checkpoint && wal::list_segments(dir)?.is_empty() {
+        return Err(Error::NotFound(format!(
+            "{} holds no metapitr WAL (no CHECKPOINT and no WAL segment); check --wal-dir: {what}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// What one archiving pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveReport {
@@ -421,17 +516,9 @@ pub async fn archive_dir(repo: &Repo, wal_dir: &Path) -> Result<ArchiveReport> {
     }
     let m = repo.load_manifest().await?.unwrap_or_default();
     // Segments the manifest already covers are deleted; the rest are uploaded.
-    let mut todo = Vec::new();
-    for (i, s) in sealed.iter().enumerate() {
-        let tl_last = m.timeline(s.timeline).map_or(0, |t| t.last().0);
-        let next_first = sealed
-            .get(i + 1)
-            .filter(|n| n.timeline == s.timeline)
-            .map(|n| n.first_lsn);
-        match next_first {
-            Some(n) if n - 1 <= tl_last => remove_local(&s.path)?,
-            _ => todo.push(s.clone()),
-        }
+    let (covered, todo) = split_covered(&m, sealed);
+    for s in &covered {
+        remove_local(&s.path)?;
     }
     let mut uploads = futures::stream::iter(todo.into_iter().map(|s| {
         let repo = repo.clone();

@@ -504,10 +504,15 @@ pub enum SnapshotCmd {
         #[command(flatten)]
         repo: RepoArg,
         /// The epoch to snapshot (an epoch or RFC 3339 time); the newest archived by default.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wal_dir")]
         at_epoch: Option<String>,
-        #[arg(long)]
+        /// The timeline to snapshot (default: the newest).
+        #[arg(long, conflicts_with = "wal_dir")]
         timeline: Option<u32>,
+        /// Take the snapshot from a meta store directory's CHECKPOINT instead of the repo:
+        /// a new base for the WAL archived after it, when the repo's bases were lost.
+        #[arg(long)]
+        wal_dir: Option<PathBuf>,
     },
     /// List snapshots (the columns of rw_catalog.rw_meta_snapshot).
     List {
@@ -628,6 +633,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -750,6 +756,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             poll_ms,
             metrics_addr,
         } => {
+            crate::archive::require_wal_dir(&wal_dir)?;
             let mut flags = repo.flags();
             flags.push(("archive.poll_ms", poll_ms.map(|p| p.to_string())));
             flags.push(("archive.metrics_addr", metrics_addr.map(|a| a.to_string())));
@@ -780,13 +787,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
-            // One writer per timeline: this archiver takes the directory's timeline over.
+            // Decided before claiming: a directory the repo would refuse must not fence the
+            // writer that owns the timeline.
+            let todo = crate::archive::preflight_dir(&repo, &wal_dir).await?;
+            // One writer per timeline: this archiver takes the directory's timeline over
+            // (archiving once with nothing to ship takes nothing over).
             let repo = match dir_timeline(&wal_dir)? {
-                Some(tl) => repo.claim_timeline(tl).await?,
-                None => repo,
+                Some(tl) if todo > 0 || !once => repo.claim_timeline(tl).await?,
+                _ => repo,
             };
             if once {
                 let r = crate::archive::archive_dir(&repo, &wal_dir).await?;
+                reseed(&repo, &wal_dir).await?;
                 if r.segments == 0 {
                     return out(format!(
                         "nothing to archive: every sealed segment of {} is in the repo",
@@ -804,18 +816,30 @@ pub async fn run(cli: Cli) -> Result<()> {
             if let Some((m, _)) = &metrics {
                 m.refresh(&repo).await;
             }
+            let mut first_pass = true;
             loop {
                 let pass = crate::archive::archive_dir(&repo, &wal_dir).await;
                 if let Some((m, _)) = &metrics {
                     m.after_pass(&repo, &pass).await;
                 }
                 match pass {
-                    Ok(r) if r.segments > 0 => out(format!(
-                        "archived {} segments, archive ends at epoch {} ({})",
-                        r.segments,
-                        r.archived_epoch,
-                        epoch::format(r.archived_epoch)
-                    ))?,
+                    Ok(r) if r.segments > 0 || first_pass => {
+                        if r.segments > 0 {
+                            out(format!(
+                                "archived {} segments, archive ends at epoch {} ({})",
+                                r.segments,
+                                r.archived_epoch,
+                                epoch::format(r.archived_epoch)
+                            ))?;
+                        }
+                        match reseed(&repo, &wal_dir).await {
+                            Ok(()) => first_pass = false,
+                            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                                tracing::warn!(error = %e, "re-seeding a base failed; retrying")
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::Unavailable => {
                         tracing::warn!(error = %e, "archiving failed; retrying")
@@ -1384,6 +1408,23 @@ fn hummock_version_out(
     out(text.trim_end())
 }
 
+/// After an archiving pass: when the repo holds no base from which the archive's end can
+/// be restored (the snapshots were deleted), the directory's checkpoint becomes one.
+async fn reseed(repo: &Repo, wal_dir: &std::path::Path) -> Result<()> {
+    if let Some(e) = snapshot::reseed_from_checkpoint(repo, wal_dir, true).await? {
+        out(format!(
+            "the repo could not restore the archived WAL of timeline {}: uploaded the local \
+             checkpoint (lsn {}, epoch {} ({})) as snapshot {}",
+            e.timeline,
+            e.lsn,
+            e.max_committed_epoch,
+            epoch::format(e.max_committed_epoch),
+            e.id
+        ))?;
+    }
+    Ok(())
+}
+
 /// For `archive --once`: takes the directory's lock (so a directory a live writer holds
 /// is refused: taking its timeline over would fence that writer's own archiver), recovers
 /// the directory (truncating a torn tail) and seals the active segment so that it can be
@@ -1413,6 +1454,34 @@ async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
             repo,
             at_epoch,
             timeline,
+            wal_dir: Some(dir),
+        } => {
+            let _ = (at_epoch, timeline);
+            crate::archive::require_wal_dir(&dir)?;
+            let repo = open_repo(&repo, ctx)?;
+            let e = snapshot::reseed_from_checkpoint(&repo, &dir, false)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "{} holds no CHECKPOINT to take a snapshot from",
+                        dir.display()
+                    ))
+                })?;
+            out(format!(
+                "snapshot {} at epoch {} ({}) from {}'s checkpoint (lsn {}), {}",
+                e.id,
+                e.max_committed_epoch,
+                epoch::format(e.max_committed_epoch),
+                dir.display(),
+                e.lsn,
+                human_bytes(e.stored_size)
+            ))
+        }
+        SnapshotCmd::Create {
+            repo,
+            at_epoch,
+            timeline,
+            wal_dir: None,
         } => {
             let repo = open_repo(&repo, ctx)?;
             let target = match at_epoch {

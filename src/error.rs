@@ -124,16 +124,18 @@ impl Error {
             Error::Verify { kind, .. } => *kind,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Locked(_) | Error::Fenced(_) => ErrorKind::Fenced,
-            Error::Io { .. } => ErrorKind::Unavailable,
+            Error::Io { source, .. } => io_kind(source.kind()),
             Error::ObjectStore { source, .. } => match source {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. } => ErrorKind::Fenced,
                 object_store::Error::Unauthenticated { .. }
                 | object_store::Error::PermissionDenied { .. } => ErrorKind::InvalidInput,
-                e => match http_status(e) {
-                    Some(400 | 401 | 403) => ErrorKind::InvalidInput,
-                    Some(404) => ErrorKind::NotFound,
+                e => match (http_status(e), io_source(e)) {
+                    (Some(400 | 401 | 403), _) => ErrorKind::InvalidInput,
+                    (Some(404), _) => ErrorKind::NotFound,
+                    // A local store's failure: as the filesystem's error says.
+                    (None, Some(io)) => io_kind(io.kind()),
                     _ => ErrorKind::Unavailable,
                 },
             },
@@ -176,6 +178,46 @@ impl Error {
             source,
         }
     }
+}
+
+/// What to do about a filesystem error, by its kind: a path that is wrong for what it is
+/// used for, or that may not be written, is fixed by the operator, not by retrying.
+pub fn io_kind(kind: std::io::ErrorKind) -> ErrorKind {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::NotFound => ErrorKind::NotFound,
+        K::PermissionDenied
+        | K::ReadOnlyFilesystem
+        | K::NotADirectory
+        | K::IsADirectory
+        | K::DirectoryNotEmpty
+        | K::AlreadyExists
+        | K::InvalidInput
+        | K::InvalidData
+        | K::InvalidFilename
+        | K::FileTooLarge
+        | K::Unsupported
+        | K::CrossesDevices => ErrorKind::InvalidInput,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+/// The filesystem error behind an object-store error (a local store's failures carry one).
+fn io_source(e: &object_store::Error) -> Option<&std::io::Error> {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        src = s.source();
+    }
+    None
+}
+
+/// Whether an error is a write to a reader that went away (`| head`): a command ends
+/// quietly on it, as a closed pipe ends any Unix filter.
+pub fn is_broken_pipe(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The HTTP status an object-store error carries, when the store reports one only in its

@@ -109,7 +109,9 @@ pub fn restorable_ranges(m: &Manifest, timeline: u32) -> Vec<(u64, u64)> {
 
 pub fn format_ranges(ranges: &[(u64, u64)]) -> String {
     if ranges.is_empty() {
-        return "nothing (the repo holds no snapshot and no WAL from the first record)".into();
+        return "nothing (the repo holds no snapshot and no WAL from the first record; a meta \
+                node's directory can give it a base again: metapitr snapshot create --wal-dir DIR)"
+            .into();
     }
     ranges
         .iter()

@@ -266,8 +266,13 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             m.pins.sort_by_key(|p| p.timeline);
             m.snapshots.retain(|s| !expired_ids.contains(&s.id));
             let t = m.timeline_mut(timeline);
+            // The newest entry stays (its object too, above): it records where the archive
+            // ends, so that the next segment chains on.
+            let newest_first = t.segments.last().map(|s| s.first_lsn);
             t.segments.retain(|s| {
-                s.last_lsn > base.lsn || t_chunk_kept(&t.chunks, base.lsn, s.first_lsn)
+                s.last_lsn > base.lsn
+                    || Some(s.first_lsn) == newest_first
+                    || t_chunk_kept(&t.chunks, base.lsn, s.first_lsn)
             });
             t.chunks.retain(|c| c.last_lsn > base.lsn);
             m.retention_window_ms = policy.window_ms.unwrap_or(0);

@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::codec::{self, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{self, SnapshotEntry};
+use crate::model::pb::{self, Manifest, SnapshotEntry};
 use crate::model::State;
 use crate::repo::{snapshot_entry_key, snapshot_key, Repo};
 use crate::wal::fsync_dir;
@@ -168,6 +168,36 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
     Ok(entry)
 }
 
+/// Makes a lost base recoverable: uploads the checkpoint of a meta store directory (the
+/// state at its lsn, which the WAL archived after it extends) as a snapshot. With
+/// `only_if_needed`, it does so only when the repo cannot restore the archive's end on the
+/// directory's timeline, and returns `None` otherwise (an archiver calls it after every
+/// pass). Returns `None` too when the directory holds no checkpoint.
+pub async fn reseed_from_checkpoint(
+    repo: &Repo,
+    dir: &Path,
+    only_if_needed: bool,
+) -> Result<Option<SnapshotEntry>> {
+    let Some(state) = read_checkpoint(dir)? else {
+        return Ok(None);
+    };
+    if only_if_needed {
+        let m = repo.load_manifest().await?.unwrap_or_default();
+        let Some(tl) = m.timeline(state.timeline) else {
+            return Ok(None);
+        };
+        let end = tl.last().1;
+        let restorable = crate::restore::restorable_ranges(&m, state.timeline)
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&end));
+        let same = |s: &&SnapshotEntry| s.timeline == state.timeline && s.lsn == state.lsn;
+        if restorable || m.snapshots.iter().any(|s| same(&s)) {
+            return Ok(None);
+        }
+    }
+    upload(repo, &state).await.map(Some)
+}
+
 /// Fetches a snapshot and checks it against its manifest entry.
 pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
     let key = snapshot_entry_key(e);
@@ -241,6 +271,9 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
             )));
         }
     }
+    if !force {
+        refuse_shrinking(repo, &m, ids)?;
+    }
     let mut removed = Vec::new();
     repo.update_manifest(|m| {
         removed = m
@@ -257,6 +290,38 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
         repo.delete(&snapshot_entry_key(s)).await?;
     }
     Ok(removed)
+}
+
+/// Refuses a delete that would make some epoch unrestorable: without `--force`, deleting
+/// snapshots may only remove bases that another snapshot or the WAL makes redundant.
+fn refuse_shrinking(repo: &Repo, m: &Manifest, ids: &[u64]) -> Result<()> {
+    let mut after = m.clone();
+    after.snapshots.retain(|s| !ids.contains(&s.id));
+    let mut timelines: Vec<u32> = m.timelines.iter().map(|t| t.id).collect();
+    timelines.extend(m.snapshots.iter().map(|s| s.timeline));
+    timelines.sort_unstable();
+    timelines.dedup();
+    for tl in timelines {
+        let now = crate::restore::restorable_ranges(m, tl);
+        let then = crate::restore::restorable_ranges(&after, tl);
+        let covered = |(a, b): &(u64, u64)| then.iter().any(|(x, y)| x <= a && b <= y);
+        if let Some(lost) = now.iter().find(|r| !covered(r)) {
+            return Err(Error::InvalidInput(format!(
+                "deleting snapshot(s) {} would reduce what {} can restore on timeline {tl}: \
+                 epochs in {} would become unrestorable (restorable after the delete: {}); \
+                 take a snapshot that covers them first (metapitr snapshot create), or pass \
+                 --force to lose them",
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                repo.url(),
+                crate::restore::format_ranges(std::slice::from_ref(lost)),
+                crate::restore::format_ranges(&then)
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
