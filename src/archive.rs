@@ -109,8 +109,10 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
 /// same checksum is skipped (an earlier attempt published it); one that does not start
 /// right after the archived end is refused.
 pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> {
+    // The manifest version whose pin set was found missing, once.
+    let mut missing_in: Option<u64> = None;
     'publish: loop {
-        let m = repo.load_manifest().await?.unwrap_or_default();
+        let m = repo.manifest_for_update().await?.unwrap_or_default();
         // Pin sets first: the new segments' objects are pinned in the same manifest version
         // that makes their epochs restorable.
         let mut new_pins = Vec::new();
@@ -121,8 +123,16 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
             let mut pins = match &base {
                 Some(r) => match PinSet::fetch(repo, r).await {
                     Ok(p) => p,
+                    // Missing twice from the same manifest version: the object is gone
+                    // (a repair going on from an older version); rebuild it.
+                    Err(Error::NotFound(_)) if missing_in == Some(m.version) => {
+                        crate::pin::rebuild(repo, &m, tl).await?
+                    }
                     // Replaced (and deleted) since the manifest was read: start over.
-                    Err(Error::NotFound(_)) => continue 'publish,
+                    Err(Error::NotFound(_)) => {
+                        missing_in = Some(m.version);
+                        continue 'publish;
+                    }
                     Err(e) => return Err(e),
                 },
                 None => crate::pin::initial(repo, &m, tl, segs).await?,

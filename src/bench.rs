@@ -38,6 +38,8 @@ pub struct RecoveryConfig {
     /// Restores to random epochs. Default 20.
     pub restores: usize,
     pub seed: u64,
+    /// Progress of the build, the restores and the checks. Default hidden.
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RecoveryConfig {
@@ -50,6 +52,7 @@ impl Default for RecoveryConfig {
             snapshot_every: 1800,
             restores: 20,
             seed: 1,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -213,8 +216,12 @@ pub async fn recovery(
         snapshot_every: Some(cfg.snapshot_every.max(1)),
         lag_every: Some((epochs / 1000).max(1)),
         measure_json: true,
+        progress: cfg.progress.clone(),
         ..Default::default()
     };
+    cfg.progress.set_length(epochs);
+    cfg.progress
+        .set_message("bench: building the history, epochs");
     opts.recorder.wal.sync = true;
     let t = Instant::now();
     let report = sim::run(repo.clone(), &work.join("wal"), opts).await?;
@@ -235,7 +242,11 @@ pub async fn recovery(
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x0062_656e_6368);
     let mut samples = Vec::with_capacity(cfg.restores);
     let mut final_json = 0;
+    cfg.progress.set_message("bench: restores");
+    cfg.progress.set_length(cfg.restores.max(1) as u64);
+    cfg.progress.set_position(0);
     for i in 0..cfg.restores.max(1) {
+        cfg.progress.set_position(i as u64);
         // The last restore is always the newest epoch.
         let target = if i + 1 == cfg.restores.max(1) {
             last
@@ -273,7 +284,9 @@ pub async fn recovery(
             store_ms,
         });
     }
+    cfg.progress.set_message("bench: verify and diff");
     let inspect = inspect(&repo, tl, ranges[0].0, last).await?;
+    cfg.progress.finish();
     let mut rto: Vec<f64> = samples.iter().map(|s| s.ms).collect();
     let mut store: Vec<f64> = samples.iter().map(|s| s.store_ms).collect();
     let mut fetched: Vec<u64> = samples.iter().map(|s| s.fetched_bytes).collect();

@@ -32,7 +32,7 @@ pub struct Cli {
         short = 'q',
         global = true,
         env = "METAPITR_QUIET",
-        value_parser = clap::builder::FalseyValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub quiet: bool,
     /// Settings file (or METAPITR_CONFIG). Default: ./metapitr.toml when it exists.
@@ -97,8 +97,9 @@ impl Ctx {
 #[derive(Args, Debug, Clone)]
 #[group(required = false, multiple = false)]
 pub struct AtArg {
+    /// The epoch to look at (or a time: the state as of then). Default: the newest.
     #[arg(long)]
-    pub at_epoch: Option<u64>,
+    pub at_epoch: Option<String>,
     /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC).
     #[arg(long)]
     pub at_time: Option<String>,
@@ -106,8 +107,8 @@ pub struct AtArg {
 
 impl AtArg {
     pub fn target(&self) -> Result<Target> {
-        Ok(match (self.at_epoch, &self.at_time) {
-            (Some(e), _) => Target::Epoch(e),
+        Ok(match (&self.at_epoch, &self.at_time) {
+            (Some(e), _) => Target::Epoch(epoch::parse_as_of(e)?),
             (None, Some(t)) => Target::Time(epoch::parse_time_ms(t)?),
             (None, None) => Target::Latest,
         })
@@ -152,7 +153,10 @@ impl EtcdAuthArg {
 pub enum Command {
     /// Convert an epoch to its UTC time, or a time (RFC 3339) to its epoch.
     Epoch {
+        /// An epoch (e.g. 3603859827458048) or a time (2022-12-28T11:08:56.918Z, or
+        /// `2022-12-28 11:08:56.918` read as UTC).
         value: String,
+        /// Print {"epoch", "timestamp", "unix_ms"} as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -181,8 +185,29 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
-    /// Restore the metadata as of an epoch into a fresh meta store.
+    /// Restore the metadata as of an epoch into a fresh meta store (as risectl meta
+    /// restore-meta).
+    #[command(visible_alias = "restore-meta")]
     Restore(RestoreArgs),
+    /// Take a snapshot (`snapshot create`, under RisingWave's name).
+    BackupMeta {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The epoch to snapshot (or a time); the newest archived by default.
+        #[arg(long)]
+        at_epoch: Option<String>,
+    },
+    /// Delete snapshots (`snapshot delete`, under RisingWave's name).
+    DeleteMetaSnapshots {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// The snapshot ids (`metapitr snapshot list`).
+        #[arg(required = true, value_name = "SNAPSHOT_IDS")]
+        ids: Vec<u64>,
+        /// Also delete what would make some epoch unrestorable.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write the metadata as JSONL: from the repo at an epoch (default), from a WAL
     /// directory offline (--wal-dir), or read back from any meta store (--from-store).
     #[command(group(clap::ArgGroup::new("source").args(["wal_dir", "from_store"])))]
@@ -192,6 +217,7 @@ pub enum Command {
         /// An epoch or an RFC 3339 time (default: the newest; with --from-store, not used).
         #[arg(long, conflicts_with = "from_store")]
         at_epoch: Option<String>,
+        /// The timeline to read (default: the newest; `metapitr info` lists them).
         #[arg(long, conflicts_with_all = ["wal_dir", "from_store"])]
         timeline: Option<u32>,
         /// Read a native meta store directory (CHECKPOINT + WAL) instead of the repo.
@@ -220,6 +246,7 @@ pub enum Command {
         repo: RepoArg,
         #[command(flatten)]
         at: AtArg,
+        /// The timeline to read (default: the newest; `metapitr info` lists them).
         #[arg(long)]
         timeline: Option<u32>,
         /// What to print (default: everything).
@@ -236,6 +263,7 @@ pub enum Command {
         repo: RepoArg,
         #[command(flatten)]
         at: AtArg,
+        /// The timeline to read (default: the newest; `metapitr info` lists them).
         #[arg(long)]
         timeline: Option<u32>,
         /// Print only the SST object ids, one per line (the objects a read would open).
@@ -256,8 +284,10 @@ pub enum Command {
         /// The later end: an epoch or an RFC 3339 time.
         #[arg(long)]
         to: String,
+        /// The timeline to read (default: the newest; `metapitr info` lists them).
         #[arg(long)]
         timeline: Option<u32>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -289,9 +319,11 @@ pub enum Command {
     GcCheck {
         #[command(flatten)]
         repo: RepoArg,
-        /// The epoch at which the caller saw the candidates leave the live version.
+        /// The epoch at which the caller saw the candidates leave the live version (or a
+        /// time).
         #[arg(long)]
         current_epoch: String,
+        /// A file of candidate SST object ids, one decimal id per line (default: stdin).
         #[arg(long)]
         ids: Option<PathBuf>,
     },
@@ -301,6 +333,7 @@ pub enum Command {
     Info {
         #[command(flatten)]
         repo: RepoArg,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -312,8 +345,19 @@ pub enum Command {
         /// Read every object again, including those an earlier run verified.
         #[arg(long)]
         full: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Go on after the newest manifest version was lost (deleted, or unreadable): list
+    /// again, in a new version numbered past it, the WAL segments and snapshots it named.
+    /// `verify` reports a lost version; archiving refuses to write over one.
+    Repair {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Say what would be listed again, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Settings: `config show` prints every setting's effective value and where it came
     /// from (flag, METAPITR_* environment, settings file, AWS_* environment, default),
@@ -326,6 +370,7 @@ pub enum Command {
     Pins {
         #[command(flatten)]
         repo: RepoArg,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -415,7 +460,8 @@ pub struct RecoveryArgs {
     /// Simulated span of the history.
     #[arg(long, default_value = "7d")]
     pub window: String,
-    #[arg(long, default_value_t = 1000)]
+    /// Simulated time between epochs, in ms (1 ms to 1 day).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub epoch_interval_ms: u64,
     /// SSTs the version grows to.
     #[arg(long, default_value_t = 100_000)]
@@ -424,11 +470,12 @@ pub struct RecoveryArgs {
     #[arg(long, default_value_t = 10_000)]
     pub catalog: usize,
     /// Epochs between snapshots.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
     /// Restores to random epochs across the history.
     #[arg(long, default_value_t = 20)]
     pub restores: usize,
+    /// The simulator's random seed: the same seed gives the same history.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Where result.json and report.html go.
@@ -446,6 +493,7 @@ impl RecoveryArgs {
             snapshot_every: self.snapshot_every,
             restores: self.restores,
             seed: self.seed,
+            progress: Progress::hidden(),
         })
     }
 }
@@ -458,6 +506,7 @@ pub enum ConfigCmd {
         repo: RepoArg,
         #[command(flatten)]
         etcd: EtcdAuthArg,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -489,17 +538,21 @@ pub enum SnapshotCmd {
     Keep {
         #[command(flatten)]
         repo: RepoArg,
-        #[arg(required = true)]
+        /// The snapshot ids (`metapitr snapshot list`).
+        #[arg(required = true, value_name = "SNAPSHOT_IDS")]
         ids: Vec<u64>,
     },
     /// Clear the keep mark.
     Unkeep {
         #[command(flatten)]
         repo: RepoArg,
-        #[arg(required = true)]
+        /// The snapshot ids (`metapitr snapshot list`).
+        #[arg(required = true, value_name = "SNAPSHOT_IDS")]
         ids: Vec<u64>,
     },
-    /// Take a snapshot from the repo alone (newest snapshot + archived WAL), no service needed.
+    /// Take a snapshot from the repo alone (newest snapshot + archived WAL), no service
+    /// needed (as risectl meta backup-meta).
+    #[command(visible_alias = "backup-meta")]
     Create {
         #[command(flatten)]
         repo: RepoArg,
@@ -518,16 +571,21 @@ pub enum SnapshotCmd {
     List {
         #[command(flatten)]
         repo: RepoArg,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Delete snapshots by id.
+    /// Delete snapshots by id (as risectl meta delete-meta-snapshots). A delete that would
+    /// make some epoch unrestorable is refused unless --force.
+    #[command(visible_alias = "delete-meta-snapshots")]
     Delete {
         #[command(flatten)]
         repo: RepoArg,
-        #[arg(required = true)]
+        /// The snapshot ids (`metapitr snapshot list`).
+        #[arg(required = true, value_name = "SNAPSHOT_IDS")]
         ids: Vec<u64>,
-        /// Also delete snapshots marked keep or the retention window's base.
+        /// Also delete snapshots marked keep, the retention window's base, and any whose
+        /// loss makes some epoch unrestorable.
         #[arg(long)]
         force: bool,
     },
@@ -538,13 +596,16 @@ pub enum SnapshotCmd {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+    /// The epoch to restore (or a time: the state as of then).
     #[arg(long)]
-    pub target_epoch: Option<u64>,
-    /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC).
+    pub target_epoch: Option<String>,
+    /// An RFC 3339 time (or `2022-12-28 11:08:56.918`, UTC): the state as of then.
     #[arg(long)]
     pub target_time: Option<String>,
-    #[arg(long)]
+    /// Restore exactly the state of this snapshot (`metapitr snapshot list`).
+    #[arg(long, visible_alias = "meta-snapshot-id")]
     pub snapshot_id: Option<u64>,
+    /// Restore the newest archived epoch.
     #[arg(long)]
     pub latest: bool,
     /// dir:PATH, jsonl:PATH, jsonl:-, sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB
@@ -553,6 +614,7 @@ pub struct RestoreArgs {
     pub target_store: String,
     #[command(flatten)]
     pub etcd: EtcdAuthArg,
+    /// The timeline to read (default: the newest; `metapitr info` lists them).
     #[arg(long)]
     pub timeline: Option<u32>,
     /// Print the plan and write nothing.
@@ -587,17 +649,20 @@ pub struct SimulateArgs {
     pub wal_dir: PathBuf,
     #[arg(long)]
     pub epochs: u64,
+    /// The simulator's random seed: the same seed gives the same history.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value_t = 1000)]
+    /// Simulated time between epochs, in ms (1 ms to 1 day).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub epoch_interval_ms: u64,
     /// Take a snapshot every N epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: Option<u64>,
     /// Write the simulator's own state as DIR/<epoch>.jsonl every --truth-every epochs.
     #[arg(long)]
     pub truth_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 100)]
+    /// Epochs between truth files (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub truth_every: u64,
     /// Skip fsync (faster; acknowledged commits may be lost on a machine crash).
     #[arg(long)]
@@ -613,7 +678,7 @@ pub struct SimulateArgs {
     #[arg(long, requires = "hummock_storage")]
     pub vacuum: bool,
     /// Epochs between vacuum passes.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub vacuum_every: u64,
     /// Continue the simulated meta service from a native store (dir:PATH), e.g. one a
     /// restore wrote: it records on a new timeline of the repo. The store is copied into
@@ -670,13 +735,20 @@ fn dir_timeline(dir: &std::path::Path) -> Result<Option<u32>> {
     Ok(crate::snapshot::read_checkpoint(dir)?.map(|s| s.timeline))
 }
 
+/// Opens the repo the flags and settings name, which must exist.
 fn open_repo(r: &RepoArg, ctx: &Ctx) -> Result<Repo> {
-    open_settings_repo(&ctx.settings(&r.flags())?)
+    open_settings_repo(&ctx.settings(&r.flags())?, false)
 }
 
-/// Opens the repo the settings name.
-fn open_settings_repo(settings: &crate::config::Settings) -> Result<Repo> {
-    Repo::open_location(&settings.repo_location()?, clock::system())
+/// Opens the repo the settings name; a `file://` repo is created only when `create`
+/// (archiving into a new repo), never by a command that reads.
+fn open_settings_repo(settings: &crate::config::Settings, create: bool) -> Result<Repo> {
+    let loc = settings.repo_location()?;
+    if create {
+        Repo::open_location(&loc, clock::system())
+    } else {
+        Repo::open_existing(&loc, clock::system())
+    }
 }
 
 /// `--initial-cluster ID=HOST:PORT` values as meta nodes.
@@ -768,7 +840,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 settings.parsed("archive.metrics_addr")?
             };
-            let repo = open_settings_repo(&settings)?;
+            let repo = open_settings_repo(&settings, true)?;
             // Bound before the timeline is claimed, so a bad address changes nothing.
             let metrics = match metrics_addr {
                 Some(addr) => {
@@ -850,6 +922,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Snapshot { cmd } => snapshot_cmd(cmd, ctx).await,
+        Command::BackupMeta { repo, at_epoch } => {
+            let cmd = SnapshotCmd::Create {
+                repo,
+                at_epoch,
+                timeline: None,
+                wal_dir: None,
+            };
+            snapshot_cmd(cmd, ctx).await
+        }
+        Command::DeleteMetaSnapshots { repo, ids, force } => {
+            snapshot_cmd(SnapshotCmd::Delete { repo, ids, force }, ctx).await
+        }
         Command::Restore(a) => restore_cmd(a, ctx).await,
         Command::Show {
             repo,
@@ -1098,7 +1182,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             cmd: BenchCmd::Recovery(a),
         } => {
-            let cfg = a.config()?;
+            let mut cfg = a.config()?;
+            cfg.progress = Progress::new(0, Unit::Items, "bench", quiet);
             let out_dir = a.out.clone();
             let work = out_dir.join("work");
             if work.exists() {
@@ -1188,6 +1273,44 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Info { repo, json } => info_cmd(&repo, json, ctx).await,
+        Command::Repair { repo, dry_run } => {
+            let repo = open_repo(&repo, ctx)?;
+            let r = crate::repair::run(&repo, dry_run).await?;
+            if r.lost_version == 0 {
+                return out(format!(
+                    "nothing to repair: the newest manifest version {} of {} is intact",
+                    r.from_version,
+                    repo.url()
+                ));
+            }
+            if dry_run {
+                return out(format!(
+                    "dry run: manifest version {} is lost; going on from version {} would list \
+                     again {}",
+                    r.lost_version,
+                    r.from_version,
+                    r.unlisted.describe()
+                ));
+            }
+            out(format!(
+                "manifest version {} was lost; wrote version {} from version {}, listing again \
+                 {} WAL segments and {} snapshots, {} pin sets computed again{}",
+                r.lost_version,
+                r.new_version,
+                r.from_version,
+                r.segments_listed,
+                r.snapshots_listed,
+                r.pin_sets_rebuilt,
+                if r.segments_skipped > 0 {
+                    format!(
+                        "; {} segments do not chain onto the archive and stay unlisted",
+                        r.segments_skipped
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+        }
         Command::Config {
             cmd: ConfigCmd::Show { repo, etcd, json },
         } => {
@@ -1310,7 +1433,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             flags.push(("retention.keep_last", keep_last.map(|k| k.to_string())));
             let settings = ctx.settings(&flags)?;
             let policy = settings.retention_policy()?;
-            let repo = open_settings_repo(&settings)?;
+            let repo = open_settings_repo(&settings, false)?;
             let r = crate::retention::apply(&repo, policy, dry_run, force).await?;
             out(format!(
                 "{}window now starts at epoch {} ({}), newest {} ({}); {} snapshots ({:?}) and {} WAL segments expired ({}); {} SST objects pinned",
@@ -1588,8 +1711,8 @@ fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
 async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     let quiet = ctx.quiet;
     let repo = open_repo(&a.repo, ctx)?;
-    let target = if let Some(e) = a.target_epoch {
-        Target::Epoch(e)
+    let target = if let Some(e) = &a.target_epoch {
+        Target::Epoch(epoch::parse_as_of(e)?)
     } else if let Some(t) = &a.target_time {
         Target::Time(epoch::parse_time_ms(t)?)
     } else if let Some(id) = a.snapshot_id {
@@ -1622,7 +1745,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         .map(|u| crate::repo::join_location(u, a.hummock_storage_directory.as_deref()));
     let hummock = hummock_location
         .as_deref()
-        .map(|u| Repo::open(u, clock::system()))
+        .map(|u| Repo::open_existing(&u.into(), clock::system()))
         .transpose()?;
     if a.dry_run {
         say("dry run: nothing written".into());
@@ -1843,12 +1966,9 @@ async fn info_cmd(repo: &RepoArg, json: bool, ctx: &Ctx) -> Result<()> {
         m.pins.len(),
         human_bytes(pin_bytes)
     ));
-    if m.retention_window_ms != 0 || m.retention_keep_last != 0 {
-        t.push_str(&format!(
-            "retention: window {}, keep last {}\n",
-            ago(m.retention_window_ms),
-            m.retention_keep_last
-        ));
+    let policy = crate::retention::Policy::last_applied(&m);
+    if !policy.is_empty() {
+        t.push_str(&format!("retention: {}\n", policy.describe()));
     }
     t.push_str(&match &verify {
         serde_json::Value::Null => "last verify: never (run `metapitr verify`)\n".to_string(),

@@ -21,6 +21,7 @@ pub mod model;
 pub mod pin;
 pub mod progress;
 pub mod recorder;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

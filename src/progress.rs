@@ -1,6 +1,8 @@
-//! Progress bars for long commands (restore, export, import, verify, simulate), drawn on
-//! stderr only when stderr is a terminal and `--quiet` was not given; otherwise every call
-//! is a no-op, so scripts and logs see only the commands' own output.
+//! Progress bars for long commands (restore, export, import, verify, simulate, bench),
+//! drawn on stderr only when stderr is a terminal and `--quiet` was not given. When stderr
+//! is not a terminal (a log, a pipe), a long command prints one plain progress line every
+//! [`LOG_EVERY`] instead, so that a run of minutes is not silent; a short one prints
+//! nothing but its own output.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -9,16 +11,77 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const SPINNER: &str = "{spinner} {msg} {elapsed}";
 
-/// A progress bar, or nothing.
+/// How often a progress line is printed when stderr is not a terminal.
+pub const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// A progress bar, plain progress lines, or nothing.
 #[derive(Clone, Default)]
-pub struct Progress(Option<ProgressBar>);
+pub struct Progress(Option<ProgressBar>, Option<std::sync::Arc<Logged>>);
+
+/// Progress counted without a terminal, printed as a line now and then.
+struct Logged {
+    msg: std::sync::Mutex<String>,
+    len: std::sync::atomic::AtomicU64,
+    pos: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+    /// When the last line was printed (or the start).
+    last: std::sync::Mutex<std::time::Instant>,
+    every: Duration,
+}
+
+impl Logged {
+    fn new(len: u64, msg: &str, every: Duration) -> Self {
+        let now = std::time::Instant::now();
+        Logged {
+            msg: std::sync::Mutex::new(msg.to_string()),
+            len: len.into(),
+            pos: 0.into(),
+            started: now,
+            last: std::sync::Mutex::new(now),
+            every,
+        }
+    }
+
+    /// The line to print now, if one is due.
+    fn due(&self) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last = self.last.lock().ok()?;
+        if last.elapsed() < self.every {
+            return None;
+        }
+        *last = std::time::Instant::now();
+        let (pos, len) = (self.pos.load(Relaxed), self.len.load(Relaxed));
+        let msg = self.msg.lock().map(|m| m.clone()).unwrap_or_default();
+        let done = if len > 0 {
+            format!("{pos}/{len} ({:.0}%)", pos as f64 * 100.0 / len as f64)
+        } else {
+            pos.to_string()
+        };
+        Some(format!(
+            "{msg}: {done} after {}",
+            human_duration(self.started.elapsed())
+        ))
+    }
+
+    fn tick(&self) {
+        if let Some(line) = self.due() {
+            use std::io::Write;
+            // A progress line that cannot be written is not worth failing the command.
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+}
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "Progress({})",
-            if self.0.is_some() { "shown" } else { "hidden" }
+            match (&self.0, &self.1) {
+                (Some(_), _) => "shown",
+                (None, Some(_)) => "logged",
+                _ => "hidden",
+            }
         )
     }
 }
@@ -35,14 +98,25 @@ pub enum Unit {
 impl Progress {
     /// Draws nothing.
     pub fn hidden() -> Self {
-        Progress(None)
+        Progress(None, None)
     }
 
-    /// A bar of `len` units labelled `msg`, shown only when stderr is a terminal and not
-    /// `quiet`.
+    /// Plain progress lines on stderr every `every`, whatever stderr is.
+    pub fn logged(len: u64, msg: &str, every: Duration) -> Self {
+        Progress(
+            None,
+            Some(std::sync::Arc::new(Logged::new(len, msg, every))),
+        )
+    }
+
+    /// A bar of `len` units labelled `msg`, shown when stderr is a terminal and not
+    /// `quiet`; without a terminal, a plain line every [`LOG_EVERY`] unless `quiet`.
     pub fn new(len: u64, unit: Unit, msg: &str, quiet: bool) -> Self {
-        if quiet || !std::io::stderr().is_terminal() {
-            return Progress(None);
+        if quiet {
+            return Progress::hidden();
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::logged(len, msg, LOG_EVERY);
         }
         let template = match unit {
             Unit::Bytes => {
@@ -58,14 +132,14 @@ impl Progress {
         }
         bar.set_message(msg.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress(Some(bar))
+        Progress(Some(bar), None)
     }
 
     /// A spinner with a message and the time elapsed, for a phase whose size is unknown
     /// (writing into a meta store); shown under the same conditions as [`Progress::new`].
     pub fn spinner(msg: &str, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
-            return Progress(None);
+            return Progress::hidden();
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(SPINNER) {
@@ -73,7 +147,7 @@ impl Progress {
         }
         bar.set_message(msg.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
-        Progress(Some(bar))
+        Progress(Some(bar), None)
     }
 
     pub fn is_visible(&self) -> bool {
@@ -84,11 +158,19 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.inc(n)
         }
+        if let Some(l) = &self.1 {
+            l.pos.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            l.tick();
+        }
     }
 
     pub fn set_position(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.set_position(n)
+        }
+        if let Some(l) = &self.1 {
+            l.pos.store(n, std::sync::atomic::Ordering::Relaxed);
+            l.tick();
         }
     }
 
@@ -96,11 +178,19 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.set_length(n)
         }
+        if let Some(l) = &self.1 {
+            l.len.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn set_message(&self, msg: &str) {
         if let Some(b) = &self.0 {
             b.set_message(msg.to_string())
+        }
+        if let Some(l) = &self.1 {
+            if let Ok(mut m) = l.msg.lock() {
+                *m = msg.to_string();
+            }
         }
     }
 
@@ -169,6 +259,17 @@ mod tests {
             human_duration(Duration::from_secs(3 * 86400 + 4 * 3600)),
             "3d 4h"
         );
+    }
+
+    #[test]
+    fn logged_lines_only_when_due() {
+        let l = Logged::new(10, "build", Duration::from_secs(3600));
+        l.pos.store(5, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(l.due(), None, "a line before its time");
+        let l = Logged::new(10, "build", Duration::ZERO);
+        l.pos.store(5, std::sync::atomic::Ordering::Relaxed);
+        let line = l.due().unwrap();
+        assert!(line.starts_with("build: 5/10 (50%) after "), "{line}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Repo {
     fence: Option<(u32, u64)>,
     /// Client-side encryption of every object ([`crate::crypt`]).
     key: Option<crate::crypt::Key>,
+    /// Manifest updates go on past a lost newest version. Default false.
+    accept_lost: bool,
 }
 
 impl std::fmt::Debug for Repo {
@@ -99,6 +101,52 @@ fn manifest_version(key: &str) -> Option<u64> {
         .strip_suffix(".mpm.zst")?
         .parse()
         .ok()
+}
+
+/// The head marker of a manifest version: an empty object, created after the version is
+/// written, whose key says that the version exists. A marker newer than every manifest
+/// object means the newest manifest was lost (deleted or never readable again): writing
+/// on would silently rewind the repo. See docs/format.md §3.
+pub fn head_key(version: u64) -> String {
+    format!("manifest/{version:020}.head")
+}
+
+fn head_version(key: &str) -> Option<u64> {
+    key.strip_prefix("manifest/")?
+        .strip_suffix(".head")?
+        .parse()
+        .ok()
+}
+
+/// What a LIST of `manifest/` says about the newest versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ManifestListing {
+    /// The newest manifest object (0: none).
+    pub newest: u64,
+    /// The newest head marker (0: none).
+    pub head: u64,
+}
+
+impl ManifestListing {
+    fn of(keys: &[(String, u64)]) -> Self {
+        ManifestListing {
+            newest: keys
+                .iter()
+                .filter_map(|(k, _)| manifest_version(k))
+                .max()
+                .unwrap_or(0),
+            head: keys
+                .iter()
+                .filter_map(|(k, _)| head_version(k))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The newest version that is known to have been written but is not in the repo.
+    pub fn lost(&self) -> Option<u64> {
+        (self.head > self.newest).then_some(self.head)
+    }
 }
 
 pub fn segment_key(timeline: u32, first_lsn: u64) -> String {
@@ -201,11 +249,46 @@ impl Repo {
         Repo::open_location(&RepoLocation::new(url), clock)
     }
 
+    /// Opens a repo that must exist already: a `file://` repo whose directory does not
+    /// exist is refused (not created), so that reading a mistyped path changes nothing.
+    pub fn open_existing(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
+        let url = loc.joined();
+        let local = match url.strip_prefix("file://") {
+            Some(p) => Some(p.to_string()),
+            None if !url.contains("://") => Some(url.clone()),
+            None => None,
+        };
+        if let Some(dir) = local {
+            match std::fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::InvalidInput(format!(
+                        "repo {url} is not a directory; check --repo"
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound(format!(
+                        "repo {url} does not exist; check --repo (a repo is created by the \
+                         first `metapitr archive` or `simulate` into it)"
+                    )))
+                }
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        Repo::open_location(loc, clock)
+    }
+
     /// Opens the repo at a location. A `file://` repo's URL is made absolute, so that the
     /// same directory always has the same URL.
     pub fn open_location(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
         let url = loc.joined();
         let url = url.as_str();
+        if url.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "the repo URL is empty; give --repo s3://BUCKET[/PREFIX], file:///DIR or a path"
+                    .into(),
+            ));
+        }
         let (store, root, url): (Arc<dyn ObjectStore>, Path, String) =
             if url.starts_with("memory://") {
                 (
@@ -289,6 +372,7 @@ impl Repo {
             cached: Arc::new(Mutex::new(None)),
             fence: None,
             key: None,
+            accept_lost: false,
         }
     }
 
@@ -551,26 +635,108 @@ impl Repo {
         Ok((self.put_new(key, Bytes::from(z)).await?, size))
     }
 
-    /// The newest manifest, read from the store (None: the repo is empty).
+    /// The newest manifest, read from the store (None: the repo is empty). When the newest
+    /// version was lost (see [`head_key`]) the newest readable one is returned, with a
+    /// warning, for reading; writers refuse to go on from it ([`Self::update_manifest`]).
     pub async fn load_manifest(&self) -> Result<Option<Manifest>> {
+        Ok(self.load_manifest_checked().await?.0)
+    }
+
+    /// The newest readable manifest and what the listing says about the newest versions.
+    pub async fn load_manifest_checked(&self) -> Result<(Option<Manifest>, ManifestListing)> {
+        self.load_newest(false).await
+    }
+
+    /// For `metapitr repair`: as [`Self::load_manifest_checked`], but a newest version
+    /// that does not read back counts as lost, and the newest readable one is returned.
+    pub async fn load_manifest_for_repair(&self) -> Result<(Option<Manifest>, ManifestListing)> {
+        self.load_newest(true).await
+    }
+
+    async fn load_newest(&self, skip_corrupt: bool) -> Result<(Option<Manifest>, ManifestListing)> {
         for _ in 0..5 {
             let keys = self.list("manifest/").await?;
-            let Some((key, _)) = keys.iter().rev().find(|(k, _)| k.ends_with(".mpm.zst")) else {
-                return Ok(None);
+            let mut listing = ManifestListing::of(&keys);
+            let mut versions: Vec<u64> = keys
+                .iter()
+                .filter_map(|(k, _)| manifest_version(k))
+                .collect();
+            versions.sort_unstable();
+            let Some(&newest) = versions.last() else {
+                return Ok((None, listing));
             };
-            match self.get_message::<Manifest>(key, Kind::Manifest).await {
+            let key = manifest_key(newest);
+            if skip_corrupt {
+                for v in versions.iter().rev() {
+                    match self
+                        .get_message::<Manifest>(&manifest_key(*v), Kind::Manifest)
+                        .await
+                    {
+                        Ok(m) => return Ok((Some(m), listing)),
+                        Err(e) if e.kind() == ErrorKind::Corruption => {
+                            listing.head = listing.head.max(*v);
+                            listing.newest = v - 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok((None, listing));
+            }
+            match self.get_message::<Manifest>(&key, Kind::Manifest).await {
                 Ok(m) => {
-                    *self.cached.lock().await = Some(m.clone());
-                    return Ok(Some(m));
+                    if let Some(lost) = listing.lost() {
+                        warn!(
+                            lost,
+                            newest_readable = newest,
+                            "{}",
+                            self.lost_manifest_message(lost, newest)
+                        );
+                    } else {
+                        *self.cached.lock().await = Some(m.clone());
+                    }
+                    return Ok((Some(m), listing));
                 }
                 // Deleted by a writer's clean-up between LIST and GET: list again.
                 Err(Error::NotFound(_)) => continue,
+                Err(e) if e.kind() == ErrorKind::Corruption => {
+                    let older = versions.iter().rev().nth(1);
+                    let advice = match older {
+                        Some(v) => format!(
+                            "the version before it ({}) is in the repo: put back an intact copy \
+                             of {key}, or run `metapitr repair` to go on from version {v} \
+                             (it lists again the WAL and snapshots the lost version named)",
+                            manifest_key(*v)
+                        ),
+                        None => format!("put back an intact copy of {key}"),
+                    };
+                    return Err(Error::Corrupt {
+                        what: format!("newest manifest {key} of {}", self.url),
+                        offset: match &e {
+                            Error::Corrupt { offset, .. } => *offset,
+                            _ => 0,
+                        },
+                        reason: format!("{e}; {advice}"),
+                    });
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Internal(
             "the manifest kept moving while being read".into(),
         ))
+    }
+
+    fn lost_manifest_message(&self, lost: u64, newest: u64) -> String {
+        format!(
+            "manifest version {lost} of {} is missing: its head marker {} says it was written, \
+             but the newest manifest in the repo is version {newest}. Epochs archived after \
+             version {newest} are not listed, and writing on would rewind the repo over them. \
+             Put back {} if a copy exists (e.g. an older object version), or run `metapitr \
+             verify` to see what was lost and `metapitr repair` to list it again",
+            self.url,
+            head_key(lost),
+            manifest_key(lost)
+        )
     }
 
     /// The newest manifest, or an error saying the repo is empty.
@@ -592,7 +758,7 @@ impl Repo {
     {
         let mut cur = self.cached.lock().await.clone();
         if cur.is_none() {
-            cur = self.load_manifest().await?;
+            cur = self.load_for_write().await?;
         }
         loop {
             let base = cur.clone().unwrap_or_default();
@@ -632,10 +798,11 @@ impl Repo {
                             "wrote over a pruned manifest version; reloading"
                         );
                         self.delete(&key).await?;
-                        cur = self.load_manifest().await?;
+                        cur = self.load_for_write().await?;
                         continue;
                     }
                     *self.cached.lock().await = Some(next.clone());
+                    self.mark_head(next.version).await;
                     if next.version > MANIFEST_KEEP && next.version % MANIFEST_KEEP == 0 {
                         self.prune_manifests(next.version).await;
                     }
@@ -643,10 +810,54 @@ impl Repo {
                 }
                 Err(Error::Fenced(_)) => {
                     debug!(version = next.version, "manifest moved under us; reloading");
-                    cur = self.load_manifest().await?;
+                    cur = self.load_for_write().await?;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// The newest manifest, for a writer to go on from: refused when the newest version
+    /// was lost, unless [`Self::accepting_lost_manifest`] (then the next version is
+    /// numbered past the lost one). Every loop that reads the manifest to update it
+    /// starts here, so that it fails at once rather than retrying over a lost version.
+    pub async fn manifest_for_update(&self) -> Result<Option<Manifest>> {
+        self.load_for_write().await
+    }
+
+    async fn load_for_write(&self) -> Result<Option<Manifest>> {
+        let (m, listing) = self.load_newest(self.accept_lost).await?;
+        match (listing.lost(), m) {
+            (Some(lost), Some(mut m)) if self.accept_lost => {
+                warn!(lost, "going on past a lost manifest version");
+                m.version = m.version.max(lost);
+                Ok(Some(m))
+            }
+            (Some(lost), m) => Err(Error::Corrupt {
+                what: format!("manifest of {}", self.url),
+                offset: 0,
+                reason: self.lost_manifest_message(lost, m.map_or(0, |m| m.version)),
+            }),
+            (None, m) => Ok(m),
+        }
+    }
+
+    /// A handle whose manifest updates go on past a lost newest version (for `metapitr
+    /// repair`, which lists again what the lost version named).
+    pub fn accepting_lost_manifest(mut self) -> Self {
+        self.accept_lost = true;
+        self
+    }
+
+    /// Creates the head marker of `version` and removes the one before it. Best effort: a
+    /// marker that lags behind only weakens the check, it never raises a false alarm.
+    async fn mark_head(&self, version: u64) {
+        if let Err(e) = self.put_overwrite(&head_key(version), Bytes::new()).await {
+            warn!(version, error = %e, "cannot write the manifest head marker");
+            return;
+        }
+        if version > 1 {
+            let _ = self.delete(&head_key(version - 1)).await;
         }
     }
 
@@ -677,7 +888,7 @@ impl Repo {
             return;
         };
         for (k, _) in keys {
-            let v = manifest_version(&k);
+            let v = manifest_version(&k).or_else(|| head_version(&k));
             if v.is_some_and(|v| v + MANIFEST_KEEP <= newest) {
                 let _ = self.delete(&k).await;
             }

@@ -170,13 +170,31 @@ pub async fn plan(
             id_high_water,
         });
     }
-    if !ranges
-        .iter()
-        .any(|(a, b)| (*a..=*b).contains(&target_epoch))
-    {
+    let holds = |ranges: &[(u64, u64)]| {
+        ranges
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&target_epoch))
+    };
+    if !holds(&ranges) {
+        // The epoch may be on another branch of the history: say which.
+        let others: Vec<String> = m
+            .timelines
+            .iter()
+            .map(|t| t.id)
+            .filter(|id| *id != timeline && holds(&restorable_ranges(m, *id)))
+            .map(|id| id.to_string())
+            .collect();
+        let mut ranges_text = format!("{} on timeline {timeline}", format_ranges(&ranges));
+        if !others.is_empty() {
+            ranges_text.push_str(&format!(
+                "; the epoch is restorable on timeline {}: pass --timeline {}",
+                others.join(", "),
+                others[0]
+            ));
+        }
         return Err(Error::OutOfRange {
             requested: format!("{target_epoch} ({})", epoch::format(target_epoch)),
-            ranges: format_ranges(&ranges),
+            ranges: ranges_text,
         });
     }
     let tl = m.timeline(timeline);

@@ -26,6 +26,14 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The policy the manifest records as last applied (unset parts as `None`).
+    pub fn last_applied(m: &Manifest) -> Policy {
+        Policy {
+            window_ms: (m.retention_window_ms > 0).then_some(m.retention_window_ms),
+            keep_last: (m.retention_keep_last > 0).then_some(m.retention_keep_last),
+        }
+    }
+
     /// Parses a duration such as `7d`, `36h` or `90min`.
     pub fn parse_window(s: &str) -> Result<u64> {
         humantime::parse_duration(s.trim())
@@ -41,7 +49,7 @@ impl Policy {
         self.window_ms.is_none() && self.keep_last.is_none()
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(w) = self.window_ms {
             parts.push(format!(
@@ -139,8 +147,14 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             "no retention policy: pass --window (e.g. 7d) and/or --keep-last N, or set [retention] in metapitr.toml".into(),
         ));
     }
+    let mut missing_in: Option<u64> = None;
     loop {
-        let m = repo.manifest().await?;
+        let m = repo.manifest_for_update().await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} holds no metapitr manifest; archive to it first",
+                repo.url()
+            ))
+        })?;
         let shrinks = policy
             .window_ms
             .is_some_and(|w| m.retention_window_ms > 0 && w < m.retention_window_ms)
@@ -154,11 +168,11 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
                 && policy.keep_last.is_none()
                 && policy.window_ms.is_some());
         if shrinks && !force {
+            let last = Policy::last_applied(&m);
             return Err(Error::InvalidInput(format!(
-                "retention policy ({}) keeps less than the policy last applied (window {} ms, keep-last {}); pass --force to shrink the restorable window",
+                "retention policy ({}) keeps less than the policy last applied ({}); pass --force to shrink the restorable window",
                 policy.describe(),
-                m.retention_window_ms,
-                m.retention_keep_last
+                last.describe()
             )));
         }
         let timeline = m.newest_timeline();
@@ -171,8 +185,13 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
         let newest = tl.last().1;
         let (base_ref, old) = match current_pins(repo, &m, timeline).await {
             Ok(x) => x,
+            // Missing twice from the same manifest version: the object is gone.
+            Err(e @ Error::NotFound(_)) if missing_in == Some(m.version) => return Err(e),
             // Replaced (and deleted) since the manifest was read: start over.
-            Err(Error::NotFound(_)) => continue,
+            Err(Error::NotFound(_)) => {
+                missing_in = Some(m.version);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let w0 = wanted_start(&m, timeline, newest, &policy);
@@ -323,8 +342,14 @@ async fn record_policy(repo: &Repo, policy: &Policy) -> Result<()> {
 
 /// Marks a snapshot keep (never expired, its objects always pinned) or clears the mark.
 pub async fn set_keep(repo: &Repo, id: u64, keep: bool) -> Result<SnapshotEntry> {
+    let mut missing_in: Option<u64> = None;
     loop {
-        let m = repo.manifest().await?;
+        let m = repo.manifest_for_update().await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} holds no metapitr manifest; archive to it first",
+                repo.url()
+            ))
+        })?;
         let Some(s) = m.snapshot(id).copied() else {
             return Err(Error::NotFound(format!(
                 "snapshot {id} is not in {}; see metapitr snapshot list",
@@ -337,8 +362,13 @@ pub async fn set_keep(repo: &Repo, id: u64, keep: bool) -> Result<SnapshotEntry>
         let timeline = s.timeline;
         let (base_ref, mut pins) = match current_pins(repo, &m, timeline).await {
             Ok(x) => x,
+            // Missing twice from the same manifest version: the object is gone.
+            Err(e @ Error::NotFound(_)) if missing_in == Some(m.version) => return Err(e),
             // Replaced (and deleted) since the manifest was read: start over.
-            Err(Error::NotFound(_)) => continue,
+            Err(Error::NotFound(_)) => {
+                missing_in = Some(m.version);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let mut m2 = m.clone();

@@ -304,12 +304,40 @@ fn continuity(m: &Manifest, timeline: u32, runs: &mut [Run]) -> Vec<Problem> {
 
 /// Verifies the repo; remembers what passed. `full` reads everything again.
 pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report> {
-    let m = repo.manifest().await?;
+    // A lost or unreadable newest manifest is a problem to report; the newest readable
+    // version is verified.
+    let (m, listing) = repo.load_manifest_for_repair().await?;
+    let m = m.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{} holds no readable metapitr manifest; archive to it first (metapitr archive or simulate)",
+            repo.url()
+        ))
+    })?;
     let mut report = Report {
         manifest_version: m.version,
         full,
         ..Default::default()
     };
+    if let Some(lost) = listing.lost() {
+        let what = crate::repair::unlisted(repo, &m).await?;
+        report.problems.push(Problem {
+            kind: "missing",
+            object: crate::repo::manifest_key(lost),
+            timeline: 0,
+            lsns: None,
+            message: format!(
+                "the newest manifest version {lost} is lost (deleted or unreadable); the newest \
+                 readable is version {}. The repo holds {} that version {} does not list: \
+                 restores cannot reach what was archived after it, and archiving is refused \
+                 until `metapitr repair` lists them again in a new version (or put back an \
+                 intact {})",
+                m.version,
+                what.describe(),
+                m.version,
+                crate::repo::manifest_key(lost)
+            ),
+        });
+    }
     let previous = match load_state(repo).await {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::Corruption => {
@@ -523,8 +551,14 @@ pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report>
         last_full: full,
         manifest_version: m.version,
     };
-    save_state(repo, &state).await?;
     progress.finish();
+    // The verdict stands whether or not it can be remembered: a repo this process may not
+    // write (read-only credentials) is still verified, only read again in full next time.
+    if let Err(e) = save_state(repo, &state).await {
+        report.note = Some(format!(
+            "the verify state could not be saved ({e}); the next run reads everything again"
+        ));
+    }
     Ok(report)
 }
 

@@ -253,7 +253,15 @@ async fn objects(repo: &Repo) -> (Manifest, BTreeMap<String, Object>) {
     for p in &m.pins {
         out.insert(pin::pin_key(p), Object::PinSet);
     }
-    let versions = repo.list("manifest/").await.unwrap();
+    // Head markers are empty objects whose keys are their content (docs/format.md §3):
+    // nothing in them to damage.
+    let versions: Vec<(String, u64)> = repo
+        .list("manifest/")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with(".head"))
+        .collect();
     let newest = versions.iter().map(|(k, _)| k.clone()).max();
     for (k, _) in versions {
         let newest = Some(&k) == newest.as_ref();
@@ -266,6 +274,7 @@ async fn objects(repo: &Repo) -> (Manifest, BTreeMap<String, Object>) {
         .unwrap()
         .into_iter()
         .map(|(k, _)| k)
+        .filter(|k| !k.ends_with(".head"))
         .collect();
     let known: BTreeSet<String> = out.keys().cloned().collect();
     assert_eq!(

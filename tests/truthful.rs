@@ -333,3 +333,91 @@ fn retention_with_a_zero_window_leaves_nothing_unarchivable() {
     restore_equals_truth(d.path(), &repo, newest);
     assert!(ok(&["verify", "--repo", &repo]).contains("no problems"));
 }
+
+fn newest_manifest_file(repo_dir: &Path) -> (u64, std::path::PathBuf) {
+    let mut v: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(repo_dir.join("manifest"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let n = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".mpm.zst")?
+                .parse()
+                .ok()?;
+            Some((n, p))
+        })
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn a_lost_newest_manifest_is_detected_never_written_over_and_repaired() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(d.path(), 300, 6, &[]);
+    let newest = *truth_epochs(d.path()).last().unwrap();
+    let (version, file) = newest_manifest_file(&d.path().join("repo"));
+    let before = restorable(&repo);
+    std::fs::remove_file(&file).unwrap();
+
+    // verify says what was lost and what to do.
+    let o = common::bin::metapitr(&["verify", "--repo", &repo]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains(&format!("version {version} is lost")),
+        "{text}"
+    );
+    assert!(text.contains("metapitr repair"), "{text}");
+
+    // Writers refuse to go on over it: the lost version is never written again.
+    for args in [
+        vec!["snapshot", "create", "--repo", &repo],
+        vec!["retention", "apply", "--repo", &repo, "--window", "1min"],
+    ] {
+        let err = fails(&args, 3);
+        assert!(err.contains("is missing"), "{args:?}: {err}");
+        assert!(!file.exists(), "{args:?} wrote over the lost version");
+    }
+
+    // repair lists again what the lost version named; the end is restorable again.
+    let dry = ok(&["repair", "--repo", &repo, "--dry-run"]);
+    assert!(dry.contains("dry run"), "{dry}");
+    assert!(!file.exists());
+    let done = ok(&["repair", "--repo", &repo]);
+    assert!(
+        done.contains(&format!("version {version} was lost; wrote version")),
+        "{done}"
+    );
+    assert_eq!(restorable(&repo), before);
+    restore_equals_truth(d.path(), &repo, newest);
+    let o = common::bin::metapitr(&["verify", "--repo", &repo]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("no problems"), "{text}");
+    assert!(ok(&["repair", "--repo", &repo]).contains("nothing to repair"));
+    // And writers go on.
+    ok(&["snapshot", "create", "--repo", &repo]);
+}
+
+#[test]
+fn a_truncated_newest_manifest_says_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(d.path(), 200, 7, &[]);
+    let newest = *truth_epochs(d.path()).last().unwrap();
+    let before = restorable(&repo);
+    let (version, file) = newest_manifest_file(&d.path().join("repo"));
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&["info", "--repo", &repo], 3);
+    assert!(
+        err.contains(&format!("version before it ({}", version - 1))
+            || err.contains("is in the repo"),
+        "{err}"
+    );
+    assert!(err.contains("metapitr repair"), "{err}");
+    let done = ok(&["repair", "--repo", &repo]);
+    assert!(done.contains("was lost"), "{done}");
+    assert_eq!(restorable(&repo), before);
+    restore_equals_truth(d.path(), &repo, newest);
+}
