@@ -552,7 +552,6 @@ pub enum SnapshotCmd {
     },
     /// Take a snapshot from the repo alone (newest snapshot + archived WAL), no service
     /// needed (as risectl meta backup-meta).
-    #[command(visible_alias = "backup-meta")]
     Create {
         #[command(flatten)]
         repo: RepoArg,
@@ -577,7 +576,6 @@ pub enum SnapshotCmd {
     },
     /// Delete snapshots by id (as risectl meta delete-meta-snapshots). A delete that would
     /// make some epoch unrestorable is refused unless --force.
-    #[command(visible_alias = "delete-meta-snapshots")]
     Delete {
         #[command(flatten)]
         repo: RepoArg,
@@ -1743,10 +1741,6 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         .hummock_storage_url
         .as_deref()
         .map(|u| crate::repo::join_location(u, a.hummock_storage_directory.as_deref()));
-    let hummock = hummock_location
-        .as_deref()
-        .map(|u| Repo::open_existing(&u.into(), clock::system()))
-        .transpose()?;
     if a.dry_run {
         say("dry run: nothing written".into());
         return Ok(());
@@ -1756,6 +1750,11 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     if let Some(loc) = &hummock_location {
         crate::hummock::guard_storage(&mut state, loc, a.overwrite_hummock_storage_endpoint)?;
     }
+    // Opened (a file storage created) only once the restore is known to go ahead.
+    let hummock = hummock_location
+        .as_deref()
+        .map(|u| Repo::open(u, clock::system()))
+        .transpose()?;
     if let (Some(h), true) = (&hummock, a.validate_integrity) {
         let n = crate::hummock::validate_integrity(h, &state).await?;
         say(format!(
