@@ -135,16 +135,19 @@ impl EtcdAuthArg {
         ]
     }
 
-    /// Parses a store argument and attaches the credentials (for an etcd store).
+    /// Parses a store argument and attaches the network timeouts (for a PostgreSQL or
+    /// etcd store) and the credentials (for an etcd store).
     fn store(&self, s: &str, ctx: &Ctx) -> Result<TargetStore> {
         let store = s.parse::<TargetStore>()?;
+        if !matches!(store, TargetStore::Etcd(_) | TargetStore::Postgres(_)) {
+            return Ok(store);
+        }
+        let settings = ctx.settings(&self.flags())?;
+        let store = store.with_network(settings.network()?);
         if !matches!(store, TargetStore::Etcd(_)) {
             return Ok(store);
         }
-        let creds = ctx
-            .settings(&self.flags())?
-            .etcd_credentials(self.etcd_auth)?;
-        Ok(store.with_etcd_auth(creds))
+        Ok(store.with_etcd_auth(settings.etcd_credentials(self.etcd_auth)?))
     }
 }
 
@@ -1551,10 +1554,16 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         .hummock_storage_url
         .as_deref()
         .map(|u| crate::repo::join_location(u, a.hummock_storage_directory.as_deref()));
-    let hummock = hummock_location
-        .as_deref()
-        .map(|u| Repo::open(u, clock::system()))
-        .transpose()?;
+    let hummock = match hummock_location.as_deref() {
+        Some(u) => Some(Repo::open_location(
+            &RepoLocation {
+                network: ctx.settings(&a.repo.flags())?.network()?,
+                ..RepoLocation::new(u)
+            },
+            clock::system(),
+        )?),
+        None => None,
+    };
     if a.dry_run {
         say("dry run: nothing written".into());
         return Ok(());
