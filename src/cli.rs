@@ -770,7 +770,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Some(addr) => {
                     let tl = dir_timeline(&wal_dir)?;
                     let clock = repo.clock().clone();
-                    let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl);
+                    let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl)
+                        .with_max_lag(settings.duration("archive.health_max_lag")?);
                     let server = crate::metrics::serve(addr, m.clone()).await?;
                     let at = server.local_addr();
                     let _ = writeln!(std::io::stderr(), "serving metrics on http://{at}/metrics");

@@ -27,6 +27,7 @@
 //! [archive]
 //! poll_ms = 500
 //! metrics_addr = "127.0.0.1:9187"
+//! health_max_lag = "10m"
 //!
 //! [network]
 //! connect_timeout = "10s"
@@ -163,6 +164,14 @@ pub const SETTINGS: &[Setting] = &[
         ..setting(
             "archive.metrics_addr",
             "HOST:PORT for `archive` to serve /metrics and /health on; default: off",
+        )
+    },
+    Setting {
+        env: &["METAPITR_ARCHIVE_HEALTH_MAX_LAG"],
+        default: Some("10m"),
+        ..setting(
+            "archive.health_max_lag",
+            "`archive`'s /health answers 503 once the newest archived epoch is older than this; 0 turns the check off",
         )
     },
     Setting {
