@@ -318,7 +318,7 @@ async fn apply_to_postgres(
     let tl = m.newest_timeline();
     let url = peer.url();
     let mut state = State::new(tl);
-    postgres::write(&url, &state, false)
+    postgres::write(&postgres::PgTarget::new(url.clone()), &state, false)
         .await
         .map_err(|e| e.to_string())?;
     peer.backup(pg::BackupKind::Full)?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use metapitr::sim::{self, RunOptions, SimConfig, Simulator};
-use metapitr::store::TargetStore;
+use metapitr::store::{PgTarget, TargetStore};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -57,7 +57,7 @@ fn stores(c: &mut Criterion) {
         ("sqlite", TargetStore::Sqlite(dir.path().join("bench.db"))),
         (
             "postgres",
-            TargetStore::Postgres(servers::postgres().create_db()),
+            TargetStore::Postgres(PgTarget::new(servers::postgres().create_db())),
         ),
         ("etcd", servers::etcd().url("bench").parse().unwrap()),
     ];

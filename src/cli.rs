@@ -136,16 +136,19 @@ impl EtcdAuthArg {
         ]
     }
 
-    /// Parses a store argument and attaches the credentials (for an etcd store).
+    /// Parses a store argument and attaches the network timeouts (for a PostgreSQL or
+    /// etcd store) and the credentials (for an etcd store).
     fn store(&self, s: &str, ctx: &Ctx) -> Result<TargetStore> {
         let store = s.parse::<TargetStore>()?;
+        if !matches!(store, TargetStore::Etcd(_) | TargetStore::Postgres(_)) {
+            return Ok(store);
+        }
+        let settings = ctx.settings(&self.flags())?;
+        let store = store.with_network(settings.network()?);
         if !matches!(store, TargetStore::Etcd(_)) {
             return Ok(store);
         }
-        let creds = ctx
-            .settings(&self.flags())?
-            .etcd_credentials(self.etcd_auth)?;
-        Ok(store.with_etcd_auth(creds))
+        Ok(store.with_etcd_auth(settings.etcd_credentials(self.etcd_auth)?))
     }
 }
 
@@ -844,7 +847,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Some(addr) => {
                     let tl = dir_timeline(&wal_dir)?;
                     let clock = repo.clock().clone();
-                    let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl);
+                    let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl)
+                        .with_max_lag(settings.duration("archive.health_max_lag")?);
                     let server = crate::metrics::serve(addr, m.clone()).await?;
                     let at = server.local_addr();
                     let _ = writeln!(std::io::stderr(), "serving metrics on http://{at}/metrics");
@@ -1751,10 +1755,17 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         crate::hummock::guard_storage(&mut state, loc, a.overwrite_hummock_storage_endpoint)?;
     }
     // Opened (a file storage created) only once the restore is known to go ahead.
-    let hummock = hummock_location
-        .as_deref()
-        .map(|u| Repo::open(u, clock::system()))
-        .transpose()?;
+    let network = ctx.settings(&a.repo.flags())?.network()?;
+    let hummock = match hummock_location.as_deref() {
+        Some(u) => Some(Repo::open_location(
+            &RepoLocation {
+                network,
+                ..RepoLocation::new(u)
+            },
+            clock::system(),
+        )?),
+        None => None,
+    };
     if let (Some(h), true) = (&hummock, a.validate_integrity) {
         let n = crate::hummock::validate_integrity(h, &state).await?;
         say(format!(

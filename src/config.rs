@@ -27,6 +27,11 @@
 //! [archive]
 //! poll_ms = 500
 //! metrics_addr = "127.0.0.1:9187"
+//! health_max_lag = "10m"
+//!
+//! [network]
+//! connect_timeout = "10s"
+//! request_timeout = "30s"
 //!
 //! [retention]
 //! window = "7d"
@@ -159,6 +164,30 @@ pub const SETTINGS: &[Setting] = &[
         ..setting(
             "archive.metrics_addr",
             "HOST:PORT for `archive` to serve /metrics and /health on; default: off",
+        )
+    },
+    Setting {
+        env: &["METAPITR_ARCHIVE_HEALTH_MAX_LAG"],
+        default: Some("10m"),
+        ..setting(
+            "archive.health_max_lag",
+            "`archive`'s /health answers 503 once the newest archived epoch is older than this; 0 turns the check off",
+        )
+    },
+    Setting {
+        env: &["METAPITR_CONNECT_TIMEOUT"],
+        default: Some("10s"),
+        ..setting(
+            "network.connect_timeout",
+            "How long connecting to S3, PostgreSQL or etcd may take (for PostgreSQL with its startup and login)",
+        )
+    },
+    Setting {
+        env: &["METAPITR_REQUEST_TIMEOUT"],
+        default: Some("30s"),
+        ..setting(
+            "network.request_timeout",
+            "How long one request to S3, PostgreSQL or etcd may wait for its whole answer",
         )
     },
     Setting {
@@ -335,6 +364,35 @@ impl Settings {
             .collect()
     }
 
+    /// A duration setting (humantime: `10s`, `1m 30s`, `500ms`); `None` when unset.
+    pub fn duration(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        Ok(self.parsed::<humantime::Duration>(key)?.map(Into::into))
+    }
+
+    /// The connect and request timeouts of network calls. Zero is refused: it would fail
+    /// every call.
+    pub fn network(&self) -> Result<crate::net::Timeouts> {
+        let mut t = crate::net::Timeouts::default();
+        for (key, slot) in [
+            ("network.connect_timeout", &mut t.connect),
+            ("network.request_timeout", &mut t.request),
+        ] {
+            if let Some(d) = self.duration(key)? {
+                if d.is_zero() {
+                    let src = self
+                        .source(key)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    return Err(Error::InvalidInput(format!(
+                        "setting {key} = 0 (from {src}) would fail every call; give a duration such as 10s"
+                    )));
+                }
+                *slot = d;
+            }
+        }
+        Ok(t)
+    }
+
     /// Where the repo is, with the S3 settings and the encryption key.
     pub fn repo_location(&self) -> Result<RepoLocation> {
         let url = self.get("backup.storage_url").ok_or_else(|| {
@@ -389,6 +447,7 @@ impl Settings {
                 allow_http,
             },
             encryption_key: key,
+            network: self.network()?,
         })
     }
 
@@ -593,6 +652,27 @@ mod tests {
         let s = Settings::resolve(None, &[], &env_of(&[])).unwrap();
         assert!(s.etcd_credentials(true).is_err());
         assert_eq!(s.etcd_credentials(false).unwrap(), None);
+    }
+
+    #[test]
+    fn network_timeouts_default_as_stated_and_refuse_zero() {
+        let s = Settings::resolve(None, &[], &env_of(&[])).unwrap();
+        assert_eq!(s.network().unwrap(), crate::net::Timeouts::default());
+        let env = env_of(&[("METAPITR_REQUEST_TIMEOUT", "1m 30s")]);
+        let s = Settings::resolve(None, &[], &env).unwrap();
+        let t = s.network().unwrap();
+        assert_eq!(t.request, std::time::Duration::from_secs(90));
+        assert_eq!(t.connect, crate::net::CONNECT_TIMEOUT);
+        let (_d, p) = file("[network]\nconnect_timeout = \"0s\"\n");
+        let e = Settings::resolve(Some(&p), &[], &env_of(&[]))
+            .unwrap()
+            .network()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network.connect_timeout") && e.contains("file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -220,6 +220,18 @@ pub fn is_broken_pipe(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
+/// Whether an object-store call failed because a connect or request timeout passed.
+fn timed_out(e: &object_store::Error) -> bool {
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        if s.to_string().contains("timed out") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// The HTTP status an object-store error carries, when the store reports one only in its
 /// message (object_store classifies some failed requests, such as LIST, as generic).
 fn http_status(e: &object_store::Error) -> Option<u16> {
@@ -247,6 +259,10 @@ fn object_store_hint(e: &object_store::Error) -> &'static str {
         }
         Some(404) if e.to_string().contains("NoSuchBucket") => {
             "; the bucket does not exist: create it or fix the storage URL"
+        }
+        None if timed_out(e) => {
+            "; the server did not answer in time (settings network.connect_timeout and \
+             network.request_timeout): check the endpoint and the network, then retry"
         }
         _ => "",
     }

@@ -18,6 +18,7 @@ pub mod hummock;
 pub mod jsonl;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod pin;
 pub mod progress;
 pub mod recorder;

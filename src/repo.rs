@@ -201,6 +201,8 @@ pub struct RepoLocation {
     /// Encrypt every object written and require it of every object read
     /// ([`crate::crypt`]). Default: none.
     pub encryption_key: Option<crate::crypt::Key>,
+    /// Connect and request timeouts of an S3 repo's calls. Default: [`crate::net`]'s.
+    pub network: crate::net::Timeouts,
 }
 
 impl RepoLocation {
@@ -227,6 +229,24 @@ impl From<&String> for RepoLocation {
     fn from(url: &String) -> Self {
         RepoLocation::new(url.as_str())
     }
+}
+
+/// Bounds every S3 call by the timeouts. The client's own retries (of a request that
+/// failed fast: refused, 5xx, throttled) stop once a request's time has passed, so a server
+/// that never answers costs one request timeout per [`RetryPolicy`] attempt, not minutes.
+fn with_timeouts(
+    b: object_store::aws::AmazonS3Builder,
+    t: crate::net::Timeouts,
+) -> object_store::aws::AmazonS3Builder {
+    use object_store::aws::AmazonS3ConfigKey::Client;
+    use object_store::ClientConfigKey as K;
+    let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
+    b.with_config(Client(K::ConnectTimeout), ms(t.connect))
+        .with_config(Client(K::Timeout), ms(t.request))
+        .with_retry(object_store::RetryConfig {
+            retry_timeout: t.request,
+            ..Default::default()
+        })
 }
 
 /// `url` and `directory` as one URL (`s3://b` + `backup` = `s3://b/backup`).
@@ -322,6 +342,7 @@ impl Repo {
                 if let Some(h) = o.allow_http {
                     b = b.with_allow_http(h);
                 }
+                b = with_timeouts(b, loc.network);
                 let s3 = b
                     .build()
                     .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;

@@ -91,6 +91,42 @@ impl Exposition {
         v.parse()
             .unwrap_or_else(|e| panic!("metapitr_{name} {v}: {e}"))
     }
+
+    /// Every metric an alert of the runbook uses has a sample.
+    fn has_every_alert_metric(&self) {
+        for name in alert_metrics() {
+            assert!(
+                self.0.contains_key(&name),
+                "the runbook alerts on {name}, which this scrape lacks: {:?}",
+                self.0
+            );
+        }
+    }
+}
+
+/// The `metapitr_*` metrics the alert table of docs/operations.md (§1.3) uses.
+fn alert_metrics() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let table = doc
+        .split("| Alert | Meaning |")
+        .nth(1)
+        .expect("docs/operations.md has an alert table");
+    let mut names = std::collections::BTreeSet::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let expr = row.split('|').nth(1).unwrap();
+        let mut rest = expr;
+        while let Some(i) = rest.find("metapitr_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(names.len() >= 5, "too few alert metrics found: {names:?}");
+    names
 }
 
 /// Writes `n` single-record commits after the simulated store's checkpoint, on its
@@ -137,10 +173,11 @@ fn append_unarchived(wal_dir: &Path, n: u64) -> u64 {
     cp.epoch + (n << 16)
 }
 
-/// Starts `metapitr archive` with `--metrics-addr 127.0.0.1:0` and returns it with the
-/// address it printed on stderr.
-fn start_archiver(repo: &str, wal_dir: &Path) -> (Archiver, SocketAddr) {
+/// Starts `metapitr archive` with `--metrics-addr 127.0.0.1:0` and `env`, and returns it
+/// with the address it printed on stderr.
+fn start_archiver(repo: &str, wal_dir: &Path, env: &[(&str, &str)]) -> (Archiver, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metapitr"))
+        .envs(env.iter().copied())
         .args([
             "archive",
             "--repo",
@@ -185,6 +222,25 @@ fn start_archiver(repo: &str, wal_dir: &Path) -> (Archiver, SocketAddr) {
     }
 }
 
+/// Scrapes `/health` until no longer `starting` (a pass has finished) and `done` accepts
+/// the answer; returns it with the scrape of `/metrics` that followed it.
+fn wait_health(addr: SocketAddr, done: impl Fn(u16, &str) -> bool) -> (u16, String, Exposition) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    common::rt().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, ct, body) = get(&client, addr, "/health").await;
+            assert_eq!(ct, "text/plain");
+            if !body.starts_with("starting") && done(status, &body) {
+                let (_, _, text) = get(&client, addr, "/metrics").await;
+                return (status, body, Exposition::parse(&text));
+            }
+            assert!(Instant::now() < deadline, "/health stayed {status} {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
 async fn get(client: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, String, String) {
     let r = client
         .get(format!("http://{addr}{path}"))
@@ -222,7 +278,12 @@ fn archive_serves_metrics_that_agree_with_info() {
     assert!(out.contains("simulated 120 epochs"), "{out}");
     let last_sealed = append_unarchived(&wal_dir, 20);
 
-    let (_archiver, addr) = start_archiver(&repo, &wal_dir);
+    // The simulated history is dated 2026-01-01: far older than the default lag limit.
+    let (_archiver, addr) = start_archiver(
+        &repo,
+        &wal_dir,
+        &[("METAPITR_ARCHIVE_HEALTH_MAX_LAG", "100000d")],
+    );
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let rt = common::rt();
     let m = rt.block_on(async {
@@ -290,12 +351,25 @@ fn archive_serves_metrics_that_agree_with_info() {
     assert!(m.int("archive_passes_total") >= 1);
     assert_eq!(m.int("archive_errors_total"), 0);
     assert_eq!(m.int("archiver_fenced"), 0);
+    assert_eq!(m.int("healthy"), 1);
+    let window = m.float("restorable_window_seconds");
+    assert!(
+        (window - (unix_s(end) - unix_s(start))).abs() < 1e-3,
+        "{window}"
+    );
+    m.has_every_alert_metric();
 
     rt.block_on(async {
-        let (status, _, body) = get(&client, addr, "/health").await;
-        assert_eq!((status, body.trim()), (200, "ok"));
-        let (status, _, body) = get(&client, addr, "/healthz").await;
-        assert_eq!((status, body.trim()), (200, "ok"));
+        for path in ["/health", "/healthz"] {
+            let (status, _, body) = get(&client, addr, path).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.starts_with(&format!(
+                    "ok: timeline {newest} archived up to epoch {last_sealed} ("
+                )) && body.contains(&format!("; {snapshots} snapshots")),
+                "{body}"
+            );
+        }
         let (status, _, _) = get(&client, addr, "/nope").await;
         assert_eq!(status, 404);
     });
@@ -341,4 +415,100 @@ fn a_busy_metrics_address_is_refused_before_anything_happens() {
         2,
     );
     assert!(err.contains("--once"), "{err}");
+}
+
+/// /health is 503 while nothing this archiver recorded can be restored: nothing archived
+/// (a WAL directory with only a checkpoint), or archived WAL with no base to replay it
+/// from. The gauges the alerts use have samples all along.
+#[test]
+fn health_is_503_while_the_repo_cannot_restore_what_was_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let wal_dir = d.path().join("wal");
+    common::simulated_file_repo(d.path(), &["--epochs", "40", "--seed", "7"]);
+    // A second, empty repo: the directory's history (its checkpoint) is not in it.
+    let fresh = format!("file://{}", d.path().join("fresh").display());
+    let (_archiver, addr) = start_archiver(&fresh, &wal_dir, &[]);
+    let (status, body, m) = wait_health(addr, |_, _| true);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("nothing archived: the repo holds no WAL of timeline 1"),
+        "{body}"
+    );
+    m.has_every_alert_metric();
+    assert_eq!(m.raw("archive_lag_seconds"), "+Inf");
+    assert_eq!(m.raw("newest_snapshot_age_seconds"), "+Inf");
+    assert_eq!(m.float("restorable_window_seconds"), 0.0);
+    assert_eq!((m.int("archived_epoch"), m.int("healthy")), (0, 0));
+
+    // Archived WAL that nothing can replay: retention expired the WAL from lsn 1, and the
+    // snapshots it kept are deleted.
+    let d = tempfile::tempdir().unwrap();
+    let repo = common::simulated_file_repo(
+        d.path(),
+        &["--epochs", "60", "--seed", "7", "--snapshot-every", "20"],
+    );
+    ok(&[
+        "retention",
+        "apply",
+        "--repo",
+        &repo,
+        "--window",
+        "1s",
+        "--force",
+    ]);
+    for id in ["2", "3"] {
+        ok(&["snapshot", "delete", "--repo", &repo, id, "--force"]);
+    }
+    let (_archiver, addr) = start_archiver(&repo, &d.path().join("wal"), &[]);
+    let (status, body, m) = wait_health(addr, |_, _| true);
+    assert_eq!(status, 503, "{body}");
+    let last = m.int("archived_epoch");
+    assert!(
+        body.starts_with(&format!(
+            "nothing restorable: timeline 1 is archived up to epoch {last} ("
+        )),
+        "{body}"
+    );
+    assert_eq!(m.float("restorable_window_seconds"), 0.0);
+    assert_eq!(m.raw("newest_snapshot_age_seconds"), "+Inf");
+    assert_eq!(m.int("healthy"), 0);
+    m.has_every_alert_metric();
+}
+
+/// /health is 503 with the error while passes fail, and, once they succeed, while the
+/// archived epoch is older than archive.health_max_lag (default 10 min).
+#[test]
+fn health_is_503_while_passes_fail_or_the_archive_lags() {
+    let d = tempfile::tempdir().unwrap();
+    let wal_dir = d.path().join("wal");
+    let repo = common::simulated_file_repo(
+        d.path(),
+        &["--epochs", "60", "--seed", "8", "--snapshot-every", "20"],
+    );
+    let last = append_unarchived(&wal_dir, 6);
+    // Segments cannot be written: a file stands where their directory goes.
+    let segs = d.path().join("repo").join("wal");
+    let away = d.path().join("wal-away");
+    std::fs::rename(&segs, &away).unwrap();
+    std::fs::write(&segs, b"in the way").unwrap();
+    let (_archiver, addr) = start_archiver(&repo, &wal_dir, &[]);
+    let (status, body, m) = wait_health(addr, |_, _| true);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("object store, put"), "{body}");
+    assert!(m.int("archive_errors_total") >= 1);
+    assert_eq!(m.int("healthy"), 0);
+
+    std::fs::remove_file(&segs).unwrap();
+    std::fs::rename(&away, &segs).unwrap();
+    let (status, body, m) = wait_health(addr, |_, b| !b.contains("object store"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(m.int("archived_epoch"), last);
+    assert!(
+        body.starts_with("archive lag ")
+            && body.contains("is above archive.health_max_lag (600.000 s)")
+            && body.contains(&format!("the newest archived epoch is {last} (")),
+        "{body}"
+    );
+    assert!(m.float("archive_lag_seconds") > 600.0);
+    assert_eq!(m.int("healthy"), 0);
 }

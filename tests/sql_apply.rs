@@ -117,14 +117,21 @@ fn postgres_follows_the_simulator() {
     let rt = rt();
     let url = postgres().create_db();
     let mut sim = busy_sim(7);
-    rt.block_on(pg::write(&url, sim.state(), false)).unwrap();
+    rt.block_on(pg::write(
+        &pg::PgTarget::new(url.clone()),
+        sim.state(),
+        false,
+    ))
+    .unwrap();
     let mut applier = rt.block_on(pg::BatchApplier::connect(&url)).unwrap();
     for n in 1..=300 {
         let (_, changes) = sim.next_epoch().unwrap();
         let ops = batch_ops(sim.state(), &changes, applier.store()).unwrap();
         rt.block_on(applier.apply(&ops)).unwrap();
         if n % 100 == 0 {
-            let back = rt.block_on(pg::read(&url)).unwrap();
+            let back = rt
+                .block_on(pg::read(&pg::PgTarget::new(url.clone())))
+                .unwrap();
             let truth = jsonl::to_string(sim.state());
             assert_matches(&jsonl::to_string(&back), &truth, &format!("epoch {n}"));
         }
@@ -404,11 +411,18 @@ fn sqlite_applies_tricky_batches() {
 fn postgres_applies_tricky_batches() {
     let rt = rt();
     let url = postgres().create_db();
-    rt.block_on(pg::write(&url, &State::new(1), false)).unwrap();
+    rt.block_on(pg::write(
+        &pg::PgTarget::new(url.clone()),
+        &State::new(1),
+        false,
+    ))
+    .unwrap();
     let mut applier = rt.block_on(pg::BatchApplier::connect(&url)).unwrap();
     for (i, (state, ops)) in tricky_states().into_iter().enumerate() {
         rt.block_on(applier.apply(&ops)).unwrap();
-        let back = rt.block_on(pg::read(&url)).unwrap();
+        let back = rt
+            .block_on(pg::read(&pg::PgTarget::new(url.clone())))
+            .unwrap();
         let what = format!("postgres, batch {}", i + 1);
         assert_matches(&jsonl::to_string(&back), &jsonl::to_string(&state), &what);
     }

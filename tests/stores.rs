@@ -15,7 +15,7 @@ use metapitr::error::ErrorKind;
 use metapitr::jsonl;
 use metapitr::model::{catalog_kind_name, CATALOG_KINDS};
 use metapitr::restore::{self, Target};
-use metapitr::store::{EtcdCredentials, TargetStore};
+use metapitr::store::{EtcdCredentials, PgTarget, TargetStore};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -230,7 +230,7 @@ proptest! {
             let what = format!("seed {seed} epoch {e}");
 
             let pg_url = postgres().create_db();
-            TargetStore::Postgres(pg_url.clone()).write(&state, false).await.unwrap();
+            TargetStore::Postgres(PgTarget::new(pg_url.clone())).write(&state, false).await.unwrap();
             let (facts, gens) = pg_facts(&pg_url);
             assert_same_facts(&facts, &want, &format!("postgres, {what}"));
             assert_generators(&gens, &want_gens, &format!("postgres, {what}"));
@@ -254,22 +254,10 @@ proptest! {
 
 /// A simulated history in a file repo; returns the repo URL.
 fn simulated_repo(dir: &Path) -> String {
-    let repo = format!("file://{}", dir.join("repo").display());
-    ok(&[
-        "simulate",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        dir.join("wal").to_str().unwrap(),
-        "--epochs",
-        "200",
-        "--seed",
-        "5",
-        "--snapshot-every",
-        "60",
-        "--no-sync",
-    ]);
-    repo
+    common::simulated_file_repo(
+        dir,
+        &["--epochs", "200", "--seed", "5", "--snapshot-every", "60"],
+    )
 }
 
 /// Every store: export → import → export --from-store gives the same bytes; importing
@@ -494,7 +482,7 @@ fn non_empty_stores_are_refused() {
             &db,
             "CREATE TABLE catalog (id BIGINT); INSERT INTO catalog VALUES (42)",
         );
-        let err = TargetStore::Postgres(pg.clone())
+        let err = TargetStore::Postgres(PgTarget::new(pg.clone()))
             .write(&state, false)
             .await
             .unwrap_err();
@@ -504,11 +492,14 @@ fn non_empty_stores_are_refused() {
             "{err}"
         );
         assert_eq!(postgres().psql(&db, "SELECT id FROM catalog").trim(), "42");
-        TargetStore::Postgres(pg.clone())
+        TargetStore::Postgres(PgTarget::new(pg.clone()))
             .write(&state, true)
             .await
             .unwrap();
-        let back = TargetStore::Postgres(pg).read().await.unwrap();
+        let back = TargetStore::Postgres(PgTarget::new(pg))
+            .read()
+            .await
+            .unwrap();
         assert_eq!(jsonl::to_string(&back), jsonl::to_string(&state));
 
         let prefix = "nonempty";
@@ -546,7 +537,7 @@ fn bad_credentials_and_unreachable_servers() {
             "postgres://{}:wrong@127.0.0.1:{}/postgres",
             pg.user, pg.port
         );
-        let err = TargetStore::Postgres(wrong)
+        let err = TargetStore::Postgres(PgTarget::new(wrong))
             .write(&state, false)
             .await
             .unwrap_err();
@@ -559,7 +550,10 @@ fn bad_credentials_and_unreachable_servers() {
 
         let port = servers::free_port();
         let down = format!("postgres://u:p@127.0.0.1:{port}/db");
-        let err = TargetStore::Postgres(down).is_empty().await.unwrap_err();
+        let err = TargetStore::Postgres(PgTarget::new(down))
+            .is_empty()
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 
         let auth = etcd_auth();

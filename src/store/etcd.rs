@@ -36,13 +36,13 @@
 //! fails with [`ErrorKind::Corruption`], and restoring again with `--force` clears it.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::net::Timeouts;
 
 /// The prefix used when the target URL names none.
 pub const DEFAULT_PREFIX: &str = "/metapitr/";
@@ -57,9 +57,6 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_TXN_BYTES: usize = 1 << 20;
 /// Keys per page when reading a prefix back.
 pub const READ_PAGE: u64 = 1000;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// gRPC status codes etcd puts in its JSON error bodies.
 mod code {
@@ -87,6 +84,8 @@ pub struct EtcdTarget {
     /// Every key is written under this prefix (default `/metapitr/`).
     pub prefix: String,
     pub auth: Option<EtcdCredentials>,
+    /// Connect and request timeouts of each HTTP call. Default: [`crate::net`]'s.
+    pub timeouts: Timeouts,
 }
 
 impl EtcdTarget {
@@ -144,6 +143,7 @@ impl EtcdTarget {
             endpoints,
             prefix,
             auth: None,
+            timeouts: Timeouts::default(),
         })
     }
 
@@ -446,8 +446,8 @@ impl<'a> Client<'a> {
     /// Builds the client and, when the target has credentials, authenticates.
     async fn connect(target: &'a EtcdTarget) -> Result<Client<'a>> {
         let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(target.timeouts.connect)
+            .timeout(target.timeouts.request)
             .no_proxy()
             .build()
             .map_err(|e| {
@@ -542,7 +542,7 @@ impl<'a> Client<'a> {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    reasons.push(format!("{ep}: {}", chain(&e)));
+                    reasons.push(self.failed(ep, &e));
                     continue;
                 }
             };
@@ -550,7 +550,7 @@ impl<'a> Client<'a> {
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    reasons.push(format!("{ep}: {}", chain(&e)));
+                    reasons.push(self.failed(ep, &e));
                     continue;
                 }
             };
@@ -584,6 +584,24 @@ impl<'a> Client<'a> {
             });
         }
         Err(Failure::Unreachable(reasons))
+    }
+
+    /// Why a request to `ep` got no answer; a timeout names the setting that bounds it.
+    fn failed(&self, ep: &str, e: &reqwest::Error) -> String {
+        if !e.is_timeout() {
+            return format!("{ep}: {}", chain(e));
+        }
+        let t = self.target.timeouts;
+        let (what, after, setting) = if e.is_connect() {
+            (
+                "did not accept a connection",
+                t.connect,
+                "network.connect_timeout",
+            )
+        } else {
+            ("did not answer", t.request, "network.request_timeout")
+        };
+        format!("{ep} {what} within {} ({setting})", crate::net::show(after))
     }
 
     fn error(&self, path: &str, f: Failure) -> Error {

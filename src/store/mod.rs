@@ -24,6 +24,7 @@ use crate::model::State;
 use crate::snapshot;
 
 pub use etcd::{EtcdCredentials, EtcdTarget};
+pub use postgres::PgTarget;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetStore {
@@ -32,7 +33,7 @@ pub enum TargetStore {
     Stdout,
     Sqlite(PathBuf),
     /// A `postgres://` (or `postgresql://`) connection URL.
-    Postgres(String),
+    Postgres(PgTarget),
     Etcd(EtcdTarget),
 }
 
@@ -43,7 +44,7 @@ impl std::fmt::Display for TargetStore {
             TargetStore::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
             TargetStore::Stdout => write!(f, "jsonl:-"),
             TargetStore::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
-            TargetStore::Postgres(u) => f.write_str(&postgres::redact(u)),
+            TargetStore::Postgres(t) => t.fmt(f),
             TargetStore::Etcd(e) => e.fmt(f),
         }
     }
@@ -60,7 +61,7 @@ impl std::str::FromStr for TargetStore {
             ))
         };
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            return Ok(TargetStore::Postgres(s.to_string()));
+            return Ok(TargetStore::Postgres(PgTarget::new(s)));
         }
         if let Some(rest) = s.strip_prefix("etcd://") {
             return Ok(TargetStore::Etcd(EtcdTarget::parse(rest)?));
@@ -140,6 +141,17 @@ impl TargetStore {
     pub fn with_etcd_auth(mut self, auth: Option<EtcdCredentials>) -> Self {
         if let TargetStore::Etcd(e) = &mut self {
             e.auth = auth;
+        }
+        self
+    }
+
+    /// Sets the connect and request timeouts of a PostgreSQL or etcd target (others make
+    /// no network calls).
+    pub fn with_network(mut self, timeouts: crate::net::Timeouts) -> Self {
+        match &mut self {
+            TargetStore::Postgres(t) => t.timeouts = timeouts,
+            TargetStore::Etcd(e) => e.timeouts = timeouts,
+            _ => {}
         }
         self
     }

@@ -2,6 +2,8 @@
 //! id generators as sequences; [`BatchApplier`] keeps such a database in step with a log.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
@@ -10,6 +12,9 @@ use tokio_postgres::{Client, GenericClient, NoTls, Statement};
 use super::sql::{self, Col, Dialect, RowOp, SqlValue};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{id_category_name, State, ID_CATEGORIES};
+use crate::net::Timeouts;
+
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 
 /// Rows sent to the server before waiting for their results.
 const PIPELINE: usize = 512;
@@ -25,9 +30,103 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-pub async fn connect(url: &str) -> Result<Client> {
-    let name = redact(url);
-    let cfg: tokio_postgres::Config = url.parse().map_err(|e| {
+/// A PostgreSQL target: its connection URL and the timeouts of its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (or `postgresql://`, or libpq's key=value
+    /// form).
+    pub url: String,
+    pub timeouts: Timeouts,
+}
+
+impl PgTarget {
+    /// The URL with the default timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgTarget {
+            url: url.into(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+/// One connection's server, for messages, and the bound on each of its requests.
+struct Conn {
+    /// The URL without its password.
+    name: String,
+    /// `HOST:PORT` of each server the URL names.
+    servers: String,
+    request: Duration,
+}
+
+impl Conn {
+    /// Runs one request (a statement, or a pipelined batch of them), bounded by the
+    /// request timeout; a driver error is classified.
+    async fn run<T>(&self, req: impl Future<Output = PgResult<T>>) -> Result<T> {
+        self.run_with(req, |e| classify(&self.name, e)).await
+    }
+
+    /// As [`Self::run`], with another mapping of driver errors.
+    async fn run_with<T>(
+        &self,
+        req: impl Future<Output = PgResult<T>>,
+        map: impl FnOnce(tokio_postgres::Error) -> Error,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.request, req).await {
+            Ok(r) => r.map_err(map),
+            Err(_) => {
+                Err(self.timed_out("answer a request", self.request, "network.request_timeout"))
+            }
+        }
+    }
+
+    fn timed_out(&self, what: &str, after: Duration, setting: &str) -> Error {
+        Error::meta_store(
+            &self.name,
+            ErrorKind::Unavailable,
+            format!(
+                "the server at {} did not {what} within {} ({setting}); check that PostgreSQL \
+                 listens there (not another service) and is not overloaded, then retry",
+                self.servers,
+                crate::net::show(after)
+            ),
+        )
+    }
+}
+
+/// `HOST:PORT` of each server a configuration names (5432 unless given).
+fn servers(cfg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = cfg.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match h {
+            Host::Tcp(h) if h.contains(':') => format!("[{h}]:{}", port(i)),
+            Host::Tcp(h) => format!("{h}:{}", port(i)),
+            Host::Unix(dir) => format!("{}/.s.PGSQL.{}", dir.display(), port(i)),
+        })
+        .collect();
+    if hosts.is_empty() {
+        format!("localhost:{}", port(0))
+    } else {
+        hosts.join(", ")
+    }
+}
+
+/// Connects, logs in and starts the connection's task. Establishing it (TCP, startup and
+/// login) is bounded by the connect timeout per server the URL names: the URL's own
+/// `connect_timeout` if it has one, else the target's.
+async fn connect(t: &PgTarget) -> Result<(Client, Conn)> {
+    let name = redact(&t.url);
+    let mut cfg: tokio_postgres::Config = t.url.parse().map_err(|e| {
         Error::meta_store(
             &name,
             ErrorKind::InvalidInput,
@@ -36,7 +135,6 @@ pub async fn connect(url: &str) -> Result<Client> {
             ),
         )
     })?;
-    let mut cfg = cfg;
     // As libpq: a password not in the URL comes from PGPASSWORD, so that it need not
     // appear on a command line.
     if cfg.get_password().is_none() {
@@ -44,16 +142,34 @@ pub async fn connect(url: &str) -> Result<Client> {
             cfg.password(p);
         }
     }
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| classify(&name, e))?;
+    let per_server = cfg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(t.timeouts.connect);
+    cfg.connect_timeout(per_server);
+    let conn = Conn {
+        name,
+        servers: servers(&cfg),
+        request: t.timeouts.request,
+    };
+    let n = u32::try_from(cfg.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+    let limit = per_server.saturating_mul(n);
+    let (client, connection) = match tokio::time::timeout(limit, cfg.connect(NoTls)).await {
+        Ok(r) => r.map_err(|e| handshake_error(&conn, e))?,
+        Err(_) => {
+            return Err(conn.timed_out(
+                "finish the connection handshake",
+                limit,
+                "network.connect_timeout",
+            ))
+        }
+    };
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {e}");
         }
     });
-    Ok(client)
+    Ok((client, conn))
 }
 
 /// Maps a driver error to what the operator should do.
@@ -83,17 +199,7 @@ fn classify(store: &str, e: tokio_postgres::Error) -> Error {
         };
         return Error::meta_store(store, kind, format!("{}: {hint}", db.message()));
     }
-    let msg = {
-        use std::error::Error as _;
-        let mut s = e.to_string();
-        let mut src = e.source();
-        while let Some(x) = src {
-            s.push_str(": ");
-            s.push_str(&x.to_string());
-            src = x.source();
-        }
-        s
-    };
+    let msg = chain(&e);
     let kind = if msg.contains("password") || msg.contains("authentication") {
         ErrorKind::InvalidInput
     } else {
@@ -106,22 +212,61 @@ fn classify(store: &str, e: tokio_postgres::Error) -> Error {
     )
 }
 
+/// A driver error and its sources, one after the other.
+fn chain(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// A failed connection handshake. An answer that is not PostgreSQL's protocol (an HTTP
+/// server's, say etcd's client port) will not change on retry: the URL names the wrong
+/// port.
+fn handshake_error(c: &Conn, e: tokio_postgres::Error) -> Error {
+    if e.as_db_error().is_none() {
+        let msg = chain(&e);
+        let garbled = [
+            "bytes remaining on stream",
+            "unexpected message from server",
+            "error parsing response from server",
+        ];
+        if garbled.iter().any(|g| msg.contains(g)) {
+            return Error::meta_store(
+                &c.name,
+                ErrorKind::InvalidInput,
+                format!(
+                    "the server at {} does not answer in PostgreSQL's protocol ({msg}); check \
+                     that the URL names a PostgreSQL server's port, not etcd's or another \
+                     service's",
+                    c.servers
+                ),
+            );
+        }
+    }
+    classify(&c.name, e)
+}
+
 /// Which of our tables exist and hold rows.
-async fn non_empty_tables(c: &impl GenericClient, store: &str) -> Result<Vec<String>> {
+async fn non_empty_tables(c: &impl GenericClient, s: &Conn) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for t in sql::tables(Dialect::Postgres) {
-        let exists: bool = c
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t.name.to_string()])
-            .await
-            .map_err(|e| classify(store, e))?
+        let name = t.name.to_string();
+        let exists: bool = s
+            .run(c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]))
+            .await?
             .get(0);
         if !exists {
             continue;
         }
-        let row = c
-            .query_opt(&format!("SELECT 1 FROM {} LIMIT 1", t.name), &[])
-            .await
-            .map_err(|e| classify(store, e))?;
+        let row = s
+            .run(c.query_opt(&format!("SELECT 1 FROM {} LIMIT 1", t.name), &[]))
+            .await?;
         if row.is_some() {
             out.push(t.name.to_string());
         }
@@ -129,9 +274,9 @@ async fn non_empty_tables(c: &impl GenericClient, store: &str) -> Result<Vec<Str
     Ok(out)
 }
 
-pub async fn is_empty(url: &str) -> Result<bool> {
-    let c = connect(url).await?;
-    Ok(non_empty_tables(&c, &redact(url)).await?.is_empty())
+pub async fn is_empty(t: &PgTarget) -> Result<bool> {
+    let (c, s) = connect(t).await?;
+    Ok(non_empty_tables(&c, &s).await?.is_empty())
 }
 
 fn drop_all_sql() -> Vec<String> {
@@ -151,38 +296,36 @@ fn drop_all_sql() -> Vec<String> {
 }
 
 /// Drops every table and sequence of the schema.
-pub async fn clear(url: &str) -> Result<()> {
-    let name = redact(url);
-    let mut c = connect(url).await?;
-    let tx = c.transaction().await.map_err(|e| classify(&name, e))?;
-    for s in drop_all_sql() {
-        tx.batch_execute(&s).await.map_err(|e| classify(&name, e))?;
+pub async fn clear(t: &PgTarget) -> Result<()> {
+    let (mut c, s) = connect(t).await?;
+    let tx = s.run(c.transaction()).await?;
+    for q in drop_all_sql() {
+        s.run(tx.batch_execute(&q)).await?;
     }
-    tx.commit().await.map_err(|e| classify(&name, e))
+    s.run(tx.commit()).await
 }
 
 /// Creates the schema and inserts the state in one transaction. Unless `force`, our
 /// tables must be absent or empty (checked inside the transaction); existing ones are
 /// dropped and created again.
-pub async fn write(url: &str, state: &State, force: bool) -> Result<()> {
-    let name = redact(url);
-    let rows = sql::rows(state, Dialect::Postgres, &name)?;
-    let mut c = connect(url).await?;
-    let tx = c.transaction().await.map_err(|e| classify(&name, e))?;
-    let used = non_empty_tables(&tx, &name).await?;
+pub async fn write(t: &PgTarget, state: &State, force: bool) -> Result<()> {
+    let rows = sql::rows(state, Dialect::Postgres, &redact(&t.url))?;
+    let (mut c, s) = connect(t).await?;
+    let tx = s.run(c.transaction()).await?;
+    let used = non_empty_tables(&tx, &s).await?;
     if !force && !used.is_empty() {
         return Err(Error::TargetNotEmpty(format!(
-            "{name} (tables {})",
+            "{} (tables {})",
+            s.name,
             used.join(", ")
         )));
     }
-    for s in drop_all_sql() {
-        tx.batch_execute(&s).await.map_err(|e| classify(&name, e))?;
+    for q in drop_all_sql() {
+        s.run(tx.batch_execute(&q)).await?;
     }
-    for t in sql::tables(Dialect::Postgres) {
-        tx.batch_execute(&t.create_sql(Dialect::Postgres))
-            .await
-            .map_err(|e| classify(&name, e))?;
+    for table in sql::tables(Dialect::Postgres) {
+        s.run(tx.batch_execute(&table.create_sql(Dialect::Postgres)))
+            .await?;
     }
     for c in ID_CATEGORIES {
         let next = i64::try_from(state.id(c)).map_err(|_| {
@@ -193,26 +336,23 @@ pub async fn write(url: &str, state: &State, force: bool) -> Result<()> {
             ))
         })?;
         let seq = sql::sequence_name(id_category_name(c));
-        tx.batch_execute(&format!(
+        s.run(tx.batch_execute(&format!(
             "CREATE SEQUENCE {seq} AS BIGINT MINVALUE 0 START WITH 0"
-        ))
-        .await
-        .map_err(|e| classify(&name, e))?;
-        tx.execute(
+        )))
+        .await?;
+        s.run(tx.execute(
             "SELECT setval($1::text::regclass, $2, false)",
             &[&seq, &next],
-        )
-        .await
-        .map_err(|e| classify(&name, e))?;
+        ))
+        .await?;
     }
-    for (t, rs) in &rows {
+    for (table, rs) in &rows {
         if rs.is_empty() {
             continue;
         }
-        let stmt = tx
-            .prepare(&t.insert_sql(Dialect::Postgres))
-            .await
-            .map_err(|e| classify(&name, e))?;
+        let stmt = s
+            .run(tx.prepare(&table.insert_sql(Dialect::Postgres)))
+            .await?;
         for chunk in rs.chunks(PIPELINE) {
             let futs = chunk.iter().map(|r| {
                 let params: Vec<&(dyn ToSql + Sync)> =
@@ -221,37 +361,37 @@ pub async fn write(url: &str, state: &State, force: bool) -> Result<()> {
                 let tx = &tx;
                 async move { tx.execute(stmt, &params).await }
             });
-            futures::future::try_join_all(futs)
-                .await
-                .map_err(|e| classify(&name, e))?;
+            s.run(futures::future::try_join_all(futs)).await?;
         }
     }
-    tx.commit().await.map_err(|e| classify(&name, e))
+    s.run(tx.commit()).await
 }
 
 /// Reads the state back.
-pub async fn read(url: &str) -> Result<State> {
-    let name = redact(url);
-    let c = connect(url).await?;
+pub async fn read(t: &PgTarget) -> Result<State> {
+    let (c, s) = connect(t).await?;
+    let name = &s.name;
     let mut tables = BTreeMap::new();
     for t in sql::tables(Dialect::Postgres) {
-        let rows = c.query(&t.select_sql(), &[]).await.map_err(|e| {
-            let missing = e
-                .as_db_error()
-                .is_some_and(|d| *d.code() == tokio_postgres::error::SqlState::UNDEFINED_TABLE);
-            if missing {
-                Error::meta_store(
-                    &name,
-                    ErrorKind::NotFound,
-                    format!(
-                        "table {} does not exist: this database holds no restore",
-                        t.name
-                    ),
-                )
-            } else {
-                classify(&name, e)
-            }
-        })?;
+        let rows = s
+            .run_with(c.query(&t.select_sql(), &[]), |e| {
+                let missing = e
+                    .as_db_error()
+                    .is_some_and(|d| *d.code() == tokio_postgres::error::SqlState::UNDEFINED_TABLE);
+                if missing {
+                    Error::meta_store(
+                        name,
+                        ErrorKind::NotFound,
+                        format!(
+                            "table {} does not exist: this database holds no restore",
+                            t.name
+                        ),
+                    )
+                } else {
+                    classify(name, e)
+                }
+            })
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut vals = Vec::with_capacity(t.columns.len());
@@ -270,7 +410,7 @@ pub async fn read(url: &str) -> Result<State> {
                 }
                 .map_err(|e| {
                     Error::meta_store(
-                        &name,
+                        name,
                         ErrorKind::Corruption,
                         format!("{}.{col} does not read as {ty:?}: {e}", t.name),
                     )
@@ -285,16 +425,15 @@ pub async fn read(url: &str) -> Result<State> {
     for cat in ID_CATEGORIES {
         let g = id_category_name(cat);
         let seq = sql::sequence_name(g);
-        let row = c
-            .query_one(&format!("SELECT last_value, is_called FROM {seq}"), &[])
-            .await
-            .map_err(|e| classify(&name, e))?;
+        let row = s
+            .run(c.query_one(&format!("SELECT last_value, is_called FROM {seq}"), &[]))
+            .await?;
         let last: i64 = row.get(0);
         let called: bool = row.get(1);
         let next = if called { last + 1 } else { last };
         generators.insert(g.to_string(), u64::try_from(next).unwrap_or(0));
     }
-    super::state_from_lines(&name, sql::lines_from_rows(&name, &tables, &generators)?)
+    super::state_from_lines(name, sql::lines_from_rows(name, &tables, &generators)?)
 }
 
 /// Applies committed batches ([`sql::batch_ops`]) to a database that [`write`] created,
@@ -302,49 +441,50 @@ pub async fn read(url: &str) -> Result<State> {
 /// statements of a batch pipelined.
 pub struct BatchApplier {
     client: Client,
-    store: String,
+    conn: Conn,
     prepared: HashMap<String, Statement>,
 }
 
 impl BatchApplier {
+    /// Connects with the default timeouts.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_to(&PgTarget::new(url)).await
+    }
+
+    pub async fn connect_to(t: &PgTarget) -> Result<Self> {
+        let (client, conn) = connect(t).await?;
         Ok(BatchApplier {
-            client: connect(url).await?,
-            store: redact(url),
+            client,
+            conn,
             prepared: HashMap::new(),
         })
     }
 
     /// The name of the store in errors (the URL without its password).
     pub fn store(&self) -> &str {
-        &self.store
+        &self.conn.name
     }
 
     /// Runs `ops` in one transaction: all of them or, on error, none.
     pub async fn apply(&mut self, ops: &[RowOp]) -> Result<()> {
-        let store = &self.store;
+        let s = &self.conn;
+        let store = s.name.as_str();
         let mut calls = Vec::with_capacity(ops.len());
         for op in ops {
             let (text, params) = op.statement(Dialect::Postgres);
             let stmt = match self.prepared.get(&text) {
-                Some(s) => s.clone(),
+                Some(st) => st.clone(),
                 None => {
-                    let s = self
-                        .client
-                        .prepare(&text)
-                        .await
-                        .map_err(|e| apply_error(store, e))?;
-                    self.prepared.insert(text, s.clone());
-                    s
+                    let st = s
+                        .run_with(self.client.prepare(&text), |e| apply_error(store, e))
+                        .await?;
+                    self.prepared.insert(text, st.clone());
+                    st
                 }
             };
             calls.push((stmt, params));
         }
-        let tx = self
-            .client
-            .transaction()
-            .await
-            .map_err(|e| classify(store, e))?;
+        let tx = s.run(self.client.transaction()).await?;
         for chunk in calls.chunks(PIPELINE) {
             // Requests go out in the order the futures are first polled, which is theirs.
             let futs = chunk.iter().map(|(stmt, params)| {
@@ -353,11 +493,12 @@ impl BatchApplier {
                 let tx = &tx;
                 async move { tx.execute(stmt, &params).await }
             });
-            futures::future::try_join_all(futs)
-                .await
-                .map_err(|e| apply_error(store, e))?;
+            s.run_with(futures::future::try_join_all(futs), |e| {
+                apply_error(store, e)
+            })
+            .await?;
         }
-        tx.commit().await.map_err(|e| classify(store, e))
+        s.run(tx.commit()).await
     }
 }
 

@@ -72,6 +72,24 @@ pub fn cli_repo(backend: Backend, dir: &Path) -> String {
     }
 }
 
+/// Runs `metapitr simulate` into a file repo under `dir`, its WAL directory `dir/wal`,
+/// with `args` added (`--epochs N` and the like); returns the repo URL.
+pub fn simulated_file_repo(dir: &Path, args: &[&str]) -> String {
+    let repo = format!("file://{}", dir.join("repo").display());
+    let wal = dir.join("wal");
+    let mut all = vec![
+        "simulate",
+        "--repo",
+        &repo,
+        "--wal-dir",
+        wal.to_str().unwrap(),
+        "--no-sync",
+    ];
+    all.extend_from_slice(args);
+    bin::ok(&all);
+    repo
+}
+
 pub struct Sim {
     pub repo: Repo,
     pub report: RunReport,
