@@ -122,8 +122,12 @@ pub struct EtcdAuthArg {
     /// (from these flags, METAPITR_ETCD_USERNAME/PASSWORD or [etcd] in the settings file).
     #[arg(long)]
     pub etcd_auth: bool,
+    /// The etcd user (with --etcd-auth). Default: METAPITR_ETCD_USERNAME, else [etcd]
+    /// username.
     #[arg(long)]
     pub etcd_username: Option<String>,
+    /// The etcd user's password (with --etcd-auth). Default: METAPITR_ETCD_PASSWORD, else
+    /// [etcd] password.
     #[arg(long)]
     pub etcd_password: Option<String>,
 }
@@ -165,6 +169,8 @@ pub enum Command {
     },
     /// Ship sealed WAL segments of a directory to the repo.
     Archive {
+        /// The meta store directory the recorder writes (LOCK, CHECKPOINT, *.wal); it must
+        /// exist and hold metapitr's WAL.
         #[arg(long)]
         wal_dir: PathBuf,
         #[command(flatten)]
@@ -397,6 +403,7 @@ pub enum Command {
         /// Epochs to simulate, 5 simulated minutes apart (2880 = 10 days).
         #[arg(long, default_value_t = 2880)]
         epochs: u64,
+        /// The simulator's random seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
@@ -527,6 +534,7 @@ pub enum RetentionCmd {
         /// Keep every epoch from the newest N snapshots on.
         #[arg(long)]
         keep_last: Option<u32>,
+        /// Say what would expire, and delete nothing.
         #[arg(long)]
         dry_run: bool,
         /// Allow a policy that keeps less than the one last applied.
@@ -646,8 +654,10 @@ pub struct RestoreArgs {
 pub struct SimulateArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+    /// The simulated meta service's store directory (created when missing).
     #[arg(long)]
     pub wal_dir: PathBuf,
+    /// Epochs to simulate.
     #[arg(long)]
     pub epochs: u64,
     /// The simulator's random seed: the same seed gives the same history.

@@ -273,6 +273,9 @@ impl Repo {
     /// exist is refused (not created), so that reading a mistyped path changes nothing.
     pub fn open_existing(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
         let url = loc.joined();
+        if url.trim().is_empty() {
+            return Repo::open_location(loc, clock);
+        }
         let local = match url.strip_prefix("file://") {
             Some(p) => Some(p.to_string()),
             None if !url.contains("://") => Some(url.clone()),

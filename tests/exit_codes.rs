@@ -211,14 +211,21 @@ fn an_epoch_may_be_given_as_a_time_everywhere_and_risingwave_names_work() {
     let repo = simulate(d.path());
     let info: serde_json::Value =
         serde_json::from_str(&ok(&["info", "--repo", &repo, "--json"])).unwrap();
-    let newest = info["restorable"][0]["to"].as_u64().unwrap();
-    let time = ok(&["epoch", &newest.to_string()]).trim().to_string();
+    let (from, to) = (
+        info["restorable"][0]["from"].as_u64().unwrap(),
+        info["restorable"][0]["to"].as_u64().unwrap(),
+    );
+    // A time names the state as of then: every epoch of its millisecond.
+    let time = ok(&["epoch", &((from + to) / 2).to_string()])
+        .trim()
+        .to_string();
+    let as_of = metapitr::epoch::parse_as_of(&time).unwrap();
     let by_epoch = ok(&[
         "show",
         "--repo",
         &repo,
         "--at-epoch",
-        &newest.to_string(),
+        &as_of.to_string(),
         "ids",
     ]);
     let by_time = ok(&["show", "--repo", &repo, "--at-epoch", &time, "ids"]);
