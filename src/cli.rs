@@ -901,8 +901,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 m.refresh(&repo).await;
             }
             let mut first_pass = true;
+            let mut failures: u32 = 0;
             loop {
                 let pass = crate::archive::archive_dir(&repo, &wal_dir).await;
+                let pass_ok = pass.is_ok();
                 if let Some((m, _)) = &metrics {
                     m.after_pass(&repo, &pass).await;
                 }
@@ -925,12 +927,23 @@ pub async fn run(cli: Cli) -> Result<()> {
                         }
                     }
                     Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::Unavailable => {
-                        tracing::warn!(error = %e, "archiving failed; retrying")
+                    // Another writer, or damage: this archiver must stop.
+                    Err(e) if matches!(e.kind(), ErrorKind::Fenced | ErrorKind::Corruption) => {
+                        return Err(e)
                     }
-                    Err(e) => return Err(e),
+                    // Anything else may be fixed while it runs (storage back, a permission
+                    // granted, a segment put back): keep trying, less often, with the
+                    // error on /health and in the log.
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, failures, "archiving failed; retrying")
+                    }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(poll_ms)).await;
+                if pass_ok {
+                    failures = 0;
+                }
+                let backoff = poll_ms.saturating_mul(1 << failures.min(6)).min(5_000);
+                tokio::time::sleep(std::time::Duration::from_millis(backoff.max(poll_ms))).await;
             }
         }
         Command::Snapshot { cmd } => snapshot_cmd(cmd, ctx).await,

@@ -876,7 +876,7 @@ impl Repo {
     /// Creates the head marker of `version` and removes the one before it. Best effort: a
     /// marker that lags behind only weakens the check, it never raises a false alarm.
     async fn mark_head(&self, version: u64) {
-        if let Err(e) = self.put_overwrite(&head_key(version), Bytes::new()).await {
+        if let Err(e) = self.put_new(&head_key(version), Bytes::new()).await {
             warn!(version, error = %e, "cannot write the manifest head marker");
             return;
         }

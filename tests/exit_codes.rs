@@ -347,3 +347,68 @@ fn retention_reports_only_the_parts_of_a_policy_that_were_set() {
     assert!(err.contains("last applied (window 1m)"), "{err}");
     assert!(!err.contains("keep-last 0"), "{err}");
 }
+
+/// Makes directories immutable (`chattr +i`: even root may not create or delete files in
+/// them) for as long as it lives.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(dirs: &[std::path::PathBuf]) -> Option<Immutable> {
+        for d in dirs {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(d)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                Immutable(dirs.to_vec()).release();
+                return None;
+            }
+        }
+        Some(Immutable(dirs.to_vec()))
+    }
+
+    fn release(&self) {
+        for d in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(d)
+                .status();
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[test]
+fn a_repo_that_may_not_be_written_is_exit_2_and_verify_still_gives_its_verdict() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(d.path());
+    let root = d.path().join("repo");
+    let dirs: Vec<std::path::PathBuf> = ["manifest", "snapshots", "verify"]
+        .iter()
+        .map(|n| root.join(n))
+        .collect();
+    std::fs::create_dir_all(root.join("verify")).unwrap();
+    let Some(guard) = Immutable::set(&dirs) else {
+        eprintln!("skipped: chattr +i is not available on this filesystem");
+        return;
+    };
+    // Writing is refused at once as a permission problem, not retried as unavailable.
+    let err = fails(&["snapshot", "create", "--repo", &repo], 2);
+    assert!(
+        err.contains("not permitted") || err.contains("ermission"),
+        "{err}"
+    );
+    // verify reads everything, prints its verdict, and says the state was not saved.
+    let o = metapitr(&["verify", "--repo", &repo]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("no problems"), "{text}");
+    assert!(text.contains("could not be saved"), "{text}");
+    drop(guard);
+}

@@ -381,7 +381,16 @@ fn a_busy_metrics_address_is_refused_before_anything_happens() {
     let repo = cli_repo(Backend::File, d.path());
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
+    // A meta store directory holding only its checkpoint.
     let wal = d.path().join("wal");
+    let sim = tempfile::tempdir().unwrap();
+    common::simulated_file_repo(sim.path(), &["--epochs", "5"]);
+    std::fs::create_dir(&wal).unwrap();
+    std::fs::copy(
+        sim.path().join("wal").join("CHECKPOINT"),
+        wal.join("CHECKPOINT"),
+    )
+    .unwrap();
     let wal = wal.to_str().unwrap();
     let err = fails(
         &[
