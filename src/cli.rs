@@ -202,7 +202,8 @@ pub enum Command {
         from_store: Option<String>,
         #[command(flatten)]
         etcd: EtcdAuthArg,
-        /// Output file (stdout by default).
+        /// Output file, FIFO or device such as /dev/null (written through, never replaced);
+        /// - or none for stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
         /// Overwrite a non-empty output file.
@@ -943,8 +944,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 restore::execute_with(&repo, &plan, &progress).await?
             };
             let target = match output {
-                Some(p) => TargetStore::Jsonl(p),
-                None => TargetStore::Stdout,
+                Some(p) if p.as_os_str() != "-" => TargetStore::Jsonl(p),
+                _ => TargetStore::Stdout,
             };
             let spin = Progress::spinner(&format!("writing {target}"), quiet);
             let r = target.write_export(&state, force, include_secrets).await;

@@ -255,20 +255,7 @@ proptest! {
 /// A simulated history in a file repo; returns the repo URL.
 fn simulated_repo(dir: &Path) -> String {
     let repo = format!("file://{}", dir.join("repo").display());
-    ok(&[
-        "simulate",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        dir.join("wal").to_str().unwrap(),
-        "--epochs",
-        "200",
-        "--seed",
-        "5",
-        "--snapshot-every",
-        "60",
-        "--no-sync",
-    ]);
+    common::bin::simulate(&repo, dir, 200, 5, &["--snapshot-every", "60"]);
     repo
 }
 

@@ -152,11 +152,11 @@ impl TargetStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
                 Err(e) => Err(Error::io(p, e)),
             },
-            TargetStore::Jsonl(p) => match std::fs::metadata(p) {
-                Ok(m) => Ok(m.len() == 0),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-                Err(e) => Err(Error::io(p, e)),
-            },
+            TargetStore::Jsonl(p) => Ok(match JsonlPath::of(p)? {
+                JsonlPath::File { len, .. } => len == 0,
+                // Written through, never replaced: nothing there is lost.
+                JsonlPath::Stream(_) => true,
+            }),
             TargetStore::Stdout => Ok(true),
             TargetStore::Sqlite(p) => sqlite::is_empty(p).await,
             TargetStore::Postgres(u) => postgres::is_empty(u).await,
@@ -246,8 +246,10 @@ impl TargetStore {
                 drop(lock);
                 Ok(())
             }
-            TargetStore::Jsonl(p) => std::fs::remove_file(p).map_err(|e| Error::io(p, e)),
-            TargetStore::Stdout => Ok(()),
+            // The write replaces the file whole (or writes through a device or FIFO):
+            // removing it first would lose it if the write failed, and would remove a
+            // symlink rather than what it points to.
+            TargetStore::Jsonl(_) | TargetStore::Stdout => Ok(()),
             TargetStore::Sqlite(p) => sqlite::clear(p).await,
             TargetStore::Postgres(u) => postgres::clear(u).await,
             TargetStore::Etcd(e) => e.clear().await,
@@ -283,20 +285,115 @@ fn write_stdout(lines: &[serde_json::Value]) -> Result<()> {
     crate::jsonl::write_lines(lines, &mut lock).map_err(|e| Error::io("<stdout>", e))
 }
 
-/// Writes the export to a temporary file, syncs it and renames it into place.
-fn write_jsonl_file(p: &Path, lines: &[serde_json::Value]) -> Result<()> {
-    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+/// What a `jsonl:` path (or `export -o PATH`) names, symlinks followed.
+#[derive(Debug, PartialEq, Eq)]
+enum JsonlPath {
+    /// A regular file, or nothing yet (`len` 0), at this path with every symlink resolved:
+    /// written to a temporary file beside it and renamed over it.
+    File { path: PathBuf, len: u64 },
+    /// A character device (`/dev/null`, a terminal) or a FIFO: written through, never
+    /// replaced.
+    Stream(PathBuf),
+}
+
+impl JsonlPath {
+    fn of(p: &Path) -> Result<JsonlPath> {
+        // As many links as Linux follows in one path (MAXSYMLINKS).
+        const MAX_LINKS: usize = 40;
+        let mut cur = p.to_path_buf();
+        for _ in 0..=MAX_LINKS {
+            let m = match std::fs::symlink_metadata(&cur) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(JsonlPath::File { path: cur, len: 0 })
+                }
+                Err(e) => return Err(Error::io(&cur, e)),
+            };
+            let t = m.file_type();
+            if t.is_symlink() {
+                let to = std::fs::read_link(&cur).map_err(|e| Error::io(&cur, e))?;
+                cur = match cur.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+                continue;
+            }
+            if t.is_file() {
+                return Ok(JsonlPath::File {
+                    path: cur,
+                    len: m.len(),
+                });
+            }
+            if is_stream(&t) {
+                return Ok(JsonlPath::Stream(cur));
+            }
+            let what = if t.is_dir() {
+                "a directory"
+            } else {
+                "a special file (neither a regular file, a character device nor a FIFO)"
+            };
+            return Err(Error::InvalidInput(format!(
+                "{} is {what}; an export goes to a file path, a FIFO, a character device such \
+                 as /dev/null, or - for stdout",
+                p.display()
+            )));
+        }
+        Err(Error::InvalidInput(format!(
+            "{}: more than {MAX_LINKS} symlinks to follow; point it at the file directly",
+            p.display()
+        )))
     }
-    let tmp = p.with_extension("jsonl.tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = std::io::BufWriter::new(f);
-    crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&tmp, e))?;
-    w.into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, p).map_err(|e| Error::io(p, e))
+}
+
+#[cfg(unix)]
+fn is_stream(t: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    t.is_char_device() || t.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_stream(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// Writes the export to a regular file the safe way (a temporary file beside it, synced,
+/// renamed over it, the directory synced), or through a device or FIFO. Never replaces
+/// a symlink (its target is written) nor a special file.
+fn write_jsonl_file(p: &Path, lines: &[serde_json::Value]) -> Result<()> {
+    let path = match JsonlPath::of(p)? {
+        JsonlPath::Stream(path) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            let mut w = std::io::BufWriter::new(f);
+            return crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&path, e));
+        }
+        JsonlPath::File { path, .. } => path,
+    };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut b = tempfile::Builder::new();
+    b.prefix(".metapitr-export-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The mode File::create gives (the umask decides), not a temporary file's 0600.
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    // Removed when dropped, so a failed write leaves nothing behind.
+    let tmp = b.tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut w = std::io::BufWriter::new(tmp);
+    crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&path, e))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| Error::io(&path, e.into_error()))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    crate::wal::fsync_dir(&dir)
 }
 
 /// Re-initialises cluster membership for a new cluster, as `databend-metactl import
