@@ -642,7 +642,12 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Io { path, .. }) if path.as_os_str() == PIPE_CLOSED => ExitCode::SUCCESS,
+        // The reader of stdout (or of an output FIFO) went away (`| head`, `| grep -q`):
+        // end quietly, as a closed pipe ends any Unix filter. Only local I/O counts; a
+        // network store's broken connection is a failure to report.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(match e.kind() {
@@ -705,21 +710,12 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNo
     Ok(nodes)
 }
 
-/// Prints a line on stdout. A reader that went away (`| head`, `| grep -q`) ends the
-/// command quietly, as a closed pipe ends any Unix filter.
+/// Prints a line on stdout. A reader that went away (`| head`, `| grep -q`) gives a
+/// `BrokenPipe` error, on which `main` ends the command quietly.
 fn out(s: impl AsRef<str>) -> Result<()> {
     let mut o = std::io::stdout().lock();
-    match writeln!(o, "{}", s.as_ref()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::Io {
-            path: PIPE_CLOSED.into(),
-            source: e,
-        }),
-        r => r.map_err(|e| Error::io("<stdout>", e)),
-    }
+    writeln!(o, "{}", s.as_ref()).map_err(|e| Error::io("<stdout>", e))
 }
-
-/// Names the error `out` returns when stdout's reader went away; `main` exits 0 on it.
-const PIPE_CLOSED: &str = "<stdout: the reader went away>";
 
 pub use crate::progress::{human_bytes, human_duration};
 
@@ -1537,11 +1533,12 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     let m = repo.manifest().await?;
     let plan = restore::plan(&repo, &m, a.timeline, target).await?;
     let to_stdout = store == TargetStore::Stdout;
+    // Messages only: a reader of them that went away does not stop the restore.
     let say = |s: String| {
         if to_stdout {
-            eprintln!("{s}")
+            eprintln!("{s}");
         } else {
-            println!("{s}")
+            let _ = out(s);
         }
     };
     say(plan.describe());

@@ -6,24 +6,25 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use common::bin::{fails, ok};
 
 /// A simulated history in a file repo under `dir` (WAL in `dir/wal`, truth files every
-/// 25 epochs in `dir/truth`); returns the repo URL.
+/// 100 epochs in `dir/truth`), its export some 300 KiB; returns the repo URL.
 fn simulated(dir: &Path) -> String {
     let repo = format!("file://{}", dir.join("repo").display());
     let truth = dir.join("truth");
     let truth = truth.to_str().unwrap();
     let extra = [
         "--snapshot-every",
-        "60",
+        "300",
         "--truth-dir",
         truth,
         "--truth-every",
-        "25",
+        "100",
     ];
-    common::bin::simulate(&repo, dir, 200, 5, &extra);
+    common::bin::simulate(&repo, dir, 1000, 5, &extra);
     repo
 }
 
@@ -163,4 +164,77 @@ fn export_writes_through_special_files_and_symlinks() {
         whole
     );
     assert!(!d.path().join("-").exists());
+}
+
+/// Runs the binary, reads the first bytes of its stdout and closes it; returns the exit
+/// code and stderr.
+fn run_reading_a_little(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metapitr"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 16];
+    stdout.read_exact(&mut head).unwrap();
+    drop(stdout);
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A reader that goes away early ends export and restore to stdout quietly with exit 0,
+/// as it ends `show`; a restore into a store whose messages nobody reads still completes.
+#[test]
+fn a_closed_pipe_ends_exports_and_restores_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated(d.path());
+    let whole = ok(&["export", "--repo", &repo, "--include-secrets"]);
+    // Far more than a pipe holds, so the writer sees the reader go.
+    assert!(whole.len() > 4 * 65536, "{} bytes", whole.len());
+    for args in [
+        vec!["export", "--repo", &repo, "--include-secrets"],
+        vec!["export", "--repo", &repo, "-o", "-"],
+        vec![
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            "jsonl:-",
+            "-q",
+        ],
+    ] {
+        let (code, err) = run_reading_a_little(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        // (A restore to stdout tells its plan on stderr.)
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+    let (code, err) = run_reading_a_little(&["show", "--repo", &repo]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // Into a dir: store, with stdout closed before the first message.
+    let meta = d.path().join("meta");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metapitr"))
+        .args(["restore", "--repo", &repo, "--latest", "--target-store"])
+        .arg(format!("dir:{}", meta.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let from_dir = ok(&[
+        "export",
+        "--from-store",
+        &format!("dir:{}", meta.display()),
+        "--include-secrets",
+    ]);
+    assert_eq!(from_dir, whole);
 }
