@@ -81,8 +81,13 @@ pub enum Error {
     #[error("fenced: {0}")]
     Fenced(String),
 
-    #[error("target epoch {requested} is outside what the repo can restore; restorable: {ranges}")]
-    OutOfRange { requested: String, ranges: String },
+    /// `from` names what was asked: "the repo", "WAL directory PATH".
+    #[error("target epoch {requested} is outside what {from} can restore; restorable: {ranges}")]
+    OutOfRange {
+        requested: String,
+        from: String,
+        ranges: String,
+    },
 
     /// A meta store (etcd, PostgreSQL, SQLite, ...) refused or failed a request. `kind` says
     /// what to do: Unavailable (unreachable, retry), InvalidInput (credentials, bad URL),

@@ -238,3 +238,118 @@ fn a_closed_pipe_ends_exports_and_restores_quietly() {
     ]);
     assert_eq!(from_dir, whole);
 }
+
+/// `export --wal-dir --at-epoch E` gives exactly the state at E, ids included, for every E
+/// from the directory's checkpoint to its newest record, and refuses the rest: an epoch
+/// after the newest record, one whose records were archived and deleted locally, and a
+/// directory holding no WAL.
+#[test]
+fn export_from_a_wal_dir_at_an_epoch_is_exact_or_refused() {
+    use metapitr::sim::{self, Simulator};
+    let d = tempfile::tempdir().unwrap();
+    let wal = d.path().join("wal");
+    let wal_s = wal.to_str().unwrap();
+    // The simulated service keeps its whole WAL (no archiver deletes it): 100 epochs, a
+    // checkpoint, then 200 more epochs after it.
+    let mut opts = common::run_opts(7, 100, None, 25, d.path());
+    opts.recorder.archive = false;
+    opts.recorder.snapshot_every_ms = None;
+    // Small segments, so that some can go missing.
+    opts.recorder.wal.segment_max_bytes = 4096;
+    let mut sim = Simulator::new(opts.sim.clone());
+    let repo = common::mem_repo(&sim);
+    let rt = common::rt();
+    let first = rt
+        .block_on(sim::run_with_repo(
+            repo.clone(),
+            &wal,
+            opts.clone(),
+            &mut sim,
+        ))
+        .unwrap();
+    let checkpoint = std::fs::read(wal.join("CHECKPOINT")).unwrap();
+    opts.epochs = 200;
+    let second = rt
+        .block_on(sim::run_with_repo(repo, &wal, opts, &mut sim))
+        .unwrap();
+    std::fs::write(wal.join("CHECKPOINT"), &checkpoint).unwrap();
+    let truth = |e: u64| {
+        std::fs::read_to_string(d.path().join("truth").join(format!("{e}.jsonl"))).unwrap()
+    };
+    let export_at = |e: u64| {
+        ok(&[
+            "export",
+            "--wal-dir",
+            wal_s,
+            "--at-epoch",
+            &e.to_string(),
+            "--include-secrets",
+        ])
+    };
+    assert!(second.truth_files.len() >= 8);
+    for (e, _) in &second.truth_files {
+        assert_eq!(export_at(*e), truth(*e), "epoch {e}");
+    }
+    // The checkpoint's own epoch.
+    assert_eq!(export_at(first.last_epoch), truth(first.last_epoch));
+
+    // Past the newest record, or before the checkpoint: refused, naming the range.
+    let newest = second.last_epoch;
+    for e in [newest + 1, newest + (3_600_000 << 16), first.last_epoch - 1] {
+        let err = fails(
+            &["export", "--wal-dir", wal_s, "--at-epoch", &e.to_string()],
+            2,
+        );
+        assert!(
+            err.contains(&format!("{e} (")) && err.contains(&newest.to_string()),
+            "{err}"
+        );
+    }
+
+    // Without a checkpoint the WAL from its first record gives every epoch.
+    std::fs::rename(wal.join("CHECKPOINT"), d.path().join("CHECKPOINT")).unwrap();
+    for (e, _) in &first.truth_files {
+        assert_eq!(export_at(*e), truth(*e), "epoch {e}");
+    }
+    std::fs::rename(d.path().join("CHECKPOINT"), wal.join("CHECKPOINT")).unwrap();
+
+    // The first records after the checkpoint were archived and deleted locally (with
+    // every segment before them): no epoch after the checkpoint can be told, with or
+    // without --at-epoch.
+    let cp_lsn = metapitr::snapshot::read_checkpoint(&wal)
+        .unwrap()
+        .unwrap()
+        .lsn;
+    let segments = metapitr::wal::list_segments(&wal).unwrap();
+    let keep = segments
+        .iter()
+        .position(|s| s.first_lsn > cp_lsn + 1)
+        .unwrap();
+    for s in &segments[..keep] {
+        std::fs::remove_file(&s.path).unwrap();
+    }
+    let kept_from = metapitr::wal::read_local_records(&wal, 0).unwrap()[0].epoch;
+    assert!(kept_from > first.last_epoch);
+    for args in [
+        vec![
+            "export",
+            "--wal-dir",
+            wal_s,
+            "--at-epoch",
+            &(kept_from - 1).to_string(),
+        ],
+        vec!["export", "--wal-dir", wal_s],
+    ] {
+        let err = fails(&args, 4);
+        assert!(
+            err.contains(&format!("records {}..", cp_lsn + 1)) && err.contains("--repo"),
+            "{err}"
+        );
+    }
+
+    // A directory with nothing but a LOCK: not a WAL, exit 4.
+    let empty = d.path().join("empty");
+    metapitr::wal::lock_dir(&empty).unwrap();
+    let err = fails(&["export", "--wal-dir", empty.to_str().unwrap()], 4);
+    assert!(err.contains("holds no metapitr WAL"), "{err}");
+}

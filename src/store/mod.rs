@@ -92,9 +92,11 @@ pub(crate) fn state_from_lines(store: &str, lines: Vec<serde_json::Value>) -> Re
 }
 
 /// The state a native meta store directory (CHECKPOINT plus WAL) holds, read without
-/// taking its lock or changing it: the checkpoint with every complete local batch after it
-/// whose epoch is at most `at_epoch` (default: all). Records the archiver already shipped
-/// and deleted are not here; read those from the repo.
+/// taking its lock or changing it: the checkpoint (or, without one, an empty state) with
+/// every complete local batch after it whose epoch is at most `at_epoch` (default: all).
+/// An epoch before the checkpoint or after the newest record is refused, and so is one
+/// the directory cannot give whole because records after the checkpoint were archived
+/// and deleted locally: read those from the repo.
 pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
     if !dir.is_dir() {
         return Err(Error::NotFound(format!(
@@ -102,22 +104,37 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
             dir.display()
         )));
     }
-    let mut state = snapshot::read_checkpoint(dir)?.unwrap_or_else(|| State::new(1));
-    if let Some(e) = at_epoch.filter(|e| *e < state.epoch) {
-        return Err(Error::OutOfRange {
-            requested: e.to_string(),
-            ranges: format!(
-                "{} holds epochs from its checkpoint at {} on; export earlier epochs from the repo",
+    let checkpoint = snapshot::read_checkpoint(dir)?;
+    let segments = crate::wal::list_segments(dir)?;
+    let mut state = match (checkpoint, segments.first()) {
+        (Some(s), _) => s,
+        (None, Some(seg)) => State::new(seg.timeline),
+        (None, None) => {
+            return Err(Error::NotFound(format!(
+                "{} holds no metapitr WAL (no {} and no WAL segment); give the meta store's \
+                 directory, or export from the repo (--repo)",
                 dir.display(),
-                state.epoch
-            ),
-        });
-    }
-    let base = state.lsn;
-    for r in crate::wal::read_local_records(dir, base)? {
-        if at_epoch.is_some_and(|e| r.epoch > e) {
-            break;
+                snapshot::CHECKPOINT_FILE
+            )))
         }
+    };
+    let records = crate::wal::read_local_records(dir, state.lsn)?;
+    if let Some(e) = at_epoch {
+        let newest = records.last().map_or(state.epoch, |r| r.epoch);
+        if e < state.epoch || e > newest {
+            return Err(Error::OutOfRange {
+                requested: format!("{e} ({})", crate::epoch::format(e)),
+                from: format!("WAL directory {}", dir.display()),
+                ranges: format!(
+                    "{}, from its checkpoint to its newest record; export other epochs from \
+                     the repo (--repo)",
+                    crate::restore::format_ranges(&[(state.epoch, newest)])
+                ),
+            });
+        }
+    }
+    for r in records {
+        // Before the epoch test: the missing records may hold epochs up to the target.
         if r.lsn != state.lsn + 1 {
             return Err(Error::NotFound(format!(
                 "{}: records {}..{} were archived and removed locally; export from the repo \
@@ -126,6 +143,9 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
                 state.lsn + 1,
                 r.lsn - 1
             )));
+        }
+        if at_epoch.is_some_and(|e| r.epoch > e) {
+            break;
         }
         r.apply_to(&mut state)?;
     }
