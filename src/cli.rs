@@ -282,6 +282,10 @@ pub enum Command {
         /// meta nodes the export lists.
         #[arg(long, requires = "id")]
         initial_cluster: Vec<String>,
+        /// Read a format_version 1 export, which has no end line: nothing then tells one
+        /// cut short from a whole one, so give it only an export known to be whole.
+        #[arg(long)]
+        allow_untrailed: bool,
     },
     /// Run the meta-service simulator with continuous archiving.
     Simulate(SimulateArgs),
@@ -381,14 +385,7 @@ impl ShowWhat {
             ),
             ShowWhat::Ids => kind == "id_generator",
             ShowWhat::Params => matches!(kind, "cluster" | "system_param" | "worker"),
-            ShowWhat::Catalog => ![
-                ShowWhat::Users,
-                ShowWhat::Hummock,
-                ShowWhat::Ids,
-                ShowWhat::Params,
-            ]
-            .iter()
-            .any(|w| w.holds(kind)),
+            ShowWhat::Catalog => crate::model::catalog_kind_from_name(kind).is_some(),
         }
     }
 }
@@ -955,6 +952,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
             id,
             initial_cluster,
+            allow_untrailed,
         } => {
             let source = if from == "-" {
                 TargetStore::Stdout
@@ -971,7 +969,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 return Err(Error::TargetNotEmpty(store.to_string()));
             }
             let spin = Progress::spinner(&format!("reading {source}"), quiet);
-            let state = source.read().await;
+            let state = source.read_export(allow_untrailed);
             spin.finish();
             let mut state = state?;
             if let Some(id) = id {

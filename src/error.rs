@@ -108,6 +108,15 @@ pub enum Error {
     #[error("{summary}")]
     Verify { summary: String, kind: ErrorKind },
 
+    /// A JSONL export that cannot be read back: cut short or altered (`Corruption`), or
+    /// not a whole, consistent export (`InvalidInput`), as `source.kind` says.
+    #[error("{what}: {source}")]
+    Export {
+        what: String,
+        #[source]
+        source: crate::jsonl::ParseError,
+    },
+
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
     TargetNotEmpty(String),
 
@@ -143,6 +152,7 @@ impl Error {
                 },
             },
             Error::MetaStore { kind, .. } | Error::Archive { kind, .. } => *kind,
+            Error::Export { source, .. } => source.kind,
             Error::Poisoned(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

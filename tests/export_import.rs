@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::bin::{fails, ok};
+use common::bin::{fails, ok, run};
 
 /// A simulated history in a file repo under `dir` (WAL in `dir/wal`, truth files every
 /// 100 epochs in `dir/truth`), its export some 300 KiB; returns the repo URL.
@@ -352,4 +352,167 @@ fn export_from_a_wal_dir_at_an_epoch_is_exact_or_refused() {
     metapitr::wal::lock_dir(&empty).unwrap();
     let err = fails(&["export", "--wal-dir", empty.to_str().unwrap()], 4);
     assert!(err.contains("holds no metapitr WAL"), "{err}");
+}
+
+/// `lines` (each without its newline) followed by the end line that covers them.
+fn with_end_line(lines: &[String]) -> String {
+    use sha2::Digest;
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let sha = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    format!(
+        "{body}{{\"kind\":\"end\",\"lines\":{},\"sha256\":\"{sha}\"}}\n",
+        lines.len()
+    )
+}
+
+/// Imports `text` from stdin into a fresh jsonl: target under `dir`; returns the exit
+/// code and stderr.
+fn import_text(dir: &Path, text: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let target = dir.join(format!("imported-{}.jsonl", rand::random::<u64>()));
+    let store = format!("jsonl:{}", target.display());
+    let mut args = vec!["import", "--target-store", &store];
+    args.extend_from_slice(extra);
+    let o = run(&args, &[], Some(text.as_bytes()));
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// An export ends with a line covering every line before it; import refuses one cut
+/// short, altered or with more after its end (exit 3), and one whose lines do not make a
+/// consistent state (exit 2), naming the line. A version 1 export (no end line) needs
+/// --allow-untrailed.
+#[test]
+fn imports_refuse_exports_cut_short_altered_or_inconsistent() {
+    use sha2::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated(d.path());
+    let good = ok(&["export", "--repo", &repo, "--include-secrets"]);
+    let lines: Vec<String> = good.lines().map(String::from).collect();
+    assert!(lines.len() > 1000, "{} lines", lines.len());
+
+    // The end line: how many lines come before it and the SHA-256 of their bytes.
+    let end: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let body_len = good.len() - lines.last().unwrap().len() - 1;
+    assert_eq!(end["kind"], "end");
+    assert_eq!(end["lines"].as_u64(), Some(lines.len() as u64 - 1));
+    assert_eq!(
+        end["sha256"].as_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&good.as_bytes()[..body_len]))
+    );
+    assert_eq!(with_end_line(&lines[..lines.len() - 1]), good);
+    assert!(lines[0].contains(r#""format_version":2"#), "{}", lines[0]);
+    assert_eq!(import_text(d.path(), &good, &[]).0, Some(0));
+
+    // Cut short: exit 3, naming the last line there is.
+    for keep in [1000, lines.len() - 1] {
+        let cut: String = lines[..keep].iter().map(|l| format!("{l}\n")).collect();
+        let (code, err) = import_text(d.path(), &cut, &[]);
+        assert_eq!(code, Some(3), "{keep} lines: {err}");
+        assert!(
+            err.contains(&format!("line {keep}:")) && err.contains("cut short"),
+            "{err}"
+        );
+    }
+    // A line lost, a byte changed, something after the end line: exit 3.
+    let n = lines.len();
+    let mut lost = lines.clone();
+    lost.remove(n / 2);
+    let altered = good.replacen(r#""file_size":"#, r#""file_size":1"#, 1);
+    let cases = [
+        (lost.join("\n") + "\n", format!("line {}:", n - 1), "lost"),
+        (altered, format!("line {n}:"), "altered"),
+        (
+            good.clone() + &lines[3] + "\n",
+            format!("line {}:", n + 1),
+            "follows the end line",
+        ),
+    ];
+    for (text, at, says) in cases {
+        let (code, err) = import_text(d.path(), &text, &[]);
+        assert_eq!(code, Some(3), "{says}: {err}");
+        assert!(err.contains(&at) && err.contains(says), "{err}");
+    }
+
+    // Whole, but not one consistent state: exit 2, naming the line. Line numbers are
+    // 1-based: a problem of the export as a whole names no line.
+    let body = &lines[..n - 1];
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        body.iter()
+            .position(|l| pred(&serde_json::from_str(l).unwrap()))
+            .unwrap()
+    };
+    let user = find(&|v| v["kind"] == "user");
+    let mut dup_user = body.to_vec();
+    let mut twin: serde_json::Value = serde_json::from_str(&body[user]).unwrap();
+    twin["name"] = "someone_else".into();
+    dup_user.push(twin.to_string());
+    let catalog_gen = find(&|v| v["kind"] == "id_generator" && v["name"] == "catalog");
+    let mut low_gen = body.to_vec();
+    low_gen[catalog_gen] = r#"{"kind":"id_generator","name":"catalog","value":1}"#.into();
+    let sst_gen = find(&|v| v["kind"] == "id_generator" && v["name"] == "sstable_object");
+    let mut low_sst_gen = body.to_vec();
+    low_sst_gen[sst_gen] = r#"{"kind":"id_generator","name":"sstable_object","value":2}"#.into();
+    let object = find(&|v| v["kind"] == "table");
+    let mut orphan = body.to_vec();
+    let mut o: serde_json::Value = serde_json::from_str(&body[object]).unwrap();
+    o["owner"] = 999_999.into();
+    orphan[object] = o.to_string();
+    let mut dup_catalog = body.to_vec();
+    dup_catalog.push(body[object].clone());
+    let cluster = find(&|v| v["kind"] == "cluster");
+    let mut no_cluster = body.to_vec();
+    no_cluster.remove(cluster);
+    let cases = [
+        (
+            dup_user,
+            format!(
+                "line {}: user {} appears twice (lines {} and {})",
+                n,
+                twin["id"],
+                user + 1,
+                n
+            ),
+        ),
+        (
+            low_gen,
+            format!(
+                "line {}: id generator catalog would next give 1",
+                catalog_gen + 1
+            ),
+        ),
+        (
+            low_sst_gen,
+            format!(
+                "line {}: id generator sstable_object would next give 2",
+                sst_gen + 1
+            ),
+        ),
+        (
+            orphan,
+            format!("line {}: owner 999999 of catalog object", object + 1),
+        ),
+        (
+            dup_catalog,
+            format!("line {n}: catalog object {} appears twice", o["id"]),
+        ),
+        (no_cluster, "the export has no cluster line".to_string()),
+    ];
+    for (lines, says) in cases {
+        let (code, err) = import_text(d.path(), &with_end_line(&lines), &[]);
+        assert_eq!(code, Some(2), "{says}: {err}");
+        assert!(err.contains(&says), "{says}: {err}");
+        assert!(!err.contains("line 0"), "{err}");
+    }
+
+    // Version 1, which had no end line: refused unless --allow-untrailed.
+    let mut v1 = body.to_vec();
+    v1[0] = v1[0].replace(r#""format_version":2"#, r#""format_version":1"#);
+    let v1: String = v1.iter().map(|l| format!("{l}\n")).collect();
+    let (code, err) = import_text(d.path(), &v1, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--allow-untrailed"), "{err}");
+    let (code, err) = import_text(d.path(), &v1, &["--allow-untrailed"]);
+    assert_eq!(code, Some(0), "{err}");
 }

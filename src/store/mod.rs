@@ -276,10 +276,10 @@ impl TargetStore {
         }
     }
 
-    /// Reads back the state the target holds.
-    pub async fn read(&self) -> Result<State> {
-        match self {
-            TargetStore::Dir(p) => read_wal_dir(p, None),
+    /// Reads an export back from a JSONL file or stdin (import): its end line must cover
+    /// it, unless `allow_untrailed` lets a format_version 1 export, which has none, in.
+    pub fn read_export(&self, allow_untrailed: bool) -> Result<State> {
+        let (what, parsed) = match self {
             TargetStore::Jsonl(p) => {
                 let f = std::fs::File::open(p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => {
@@ -287,11 +287,33 @@ impl TargetStore {
                     }
                     _ => Error::io(p, e),
                 })?;
-                crate::jsonl::read(std::io::BufReader::new(f))
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", p.display())))
+                let r = std::io::BufReader::new(f);
+                (
+                    p.display().to_string(),
+                    crate::jsonl::read(r, allow_untrailed),
+                )
             }
-            TargetStore::Stdout => crate::jsonl::read(std::io::stdin().lock())
-                .map_err(|e| Error::InvalidInput(format!("<stdin>: {e}"))),
+            TargetStore::Stdout => (
+                "<stdin>".to_string(),
+                crate::jsonl::read(std::io::stdin().lock(), allow_untrailed),
+            ),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "an export is read from a JSONL file or stdin, not {other}"
+                )))
+            }
+        };
+        parsed.map_err(|source| Error::Export {
+            what: format!("export {what}"),
+            source,
+        })
+    }
+
+    /// Reads back the state the target holds.
+    pub async fn read(&self) -> Result<State> {
+        match self {
+            TargetStore::Dir(p) => read_wal_dir(p, None),
+            TargetStore::Jsonl(_) | TargetStore::Stdout => self.read_export(false),
             TargetStore::Sqlite(p) => sqlite::read(p).await,
             TargetStore::Postgres(u) => postgres::read(u).await,
             TargetStore::Etcd(e) => state_from_lines(&e.to_string(), e.read().await?),
