@@ -275,6 +275,9 @@ pub enum Command {
         /// Clear a non-empty target first.
         #[arg(long)]
         force: bool,
+        /// With --force, also empty a dir: target that holds files a meta store does not.
+        #[arg(long, requires = "force")]
+        force_clear: bool,
         /// This meta node's id in the new cluster (with --initial-cluster).
         #[arg(long, requires = "initial_cluster")]
         id: Option<u32>,
@@ -554,6 +557,9 @@ pub struct RestoreArgs {
     /// Overwrite a non-empty target; restore a target older than the retention window.
     #[arg(long)]
     pub force: bool,
+    /// With --force, also empty a dir: target that holds files a meta store does not.
+    #[arg(long, requires = "force")]
+    pub force_clear: bool,
     /// The Hummock object storage the cluster uses (e.g. s3://state-bucket); the restored
     /// version is written there as its checkpoint. It must be the storage the metadata was
     /// recorded against (its state_store parameter without `hummock+`).
@@ -950,6 +956,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             target_store,
             etcd,
             force,
+            force_clear,
             id,
             initial_cluster,
             allow_untrailed,
@@ -968,6 +975,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if !force && !store.is_empty().await? {
                 return Err(Error::TargetNotEmpty(store.to_string()));
             }
+            store.check_clearable(force_clear)?;
             let spin = Progress::spinner(&format!("reading {source}"), quiet);
             let state = source.read_export(allow_untrailed);
             spin.finish();
@@ -977,7 +985,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 crate::store::reinitialize_cluster(&mut state, id, nodes)?;
             }
             let spin = Progress::spinner(&format!("writing into {store}"), quiet);
-            let r = store.write(&state, force).await;
+            let r = store.write_with(&state, force, force_clear).await;
             spin.finish();
             r?;
             out(format!(
@@ -1527,6 +1535,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     if !a.force && !store.is_empty().await? {
         return Err(Error::TargetNotEmpty(store.to_string()));
     }
+    store.check_clearable(a.force_clear)?;
     let t = Instant::now();
     let m = repo.manifest().await?;
     let plan = restore::plan(&repo, &m, a.timeline, target).await?;
@@ -1568,7 +1577,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         ));
     }
     let spin = Progress::spinner(&format!("writing into {store}"), quiet || to_stdout);
-    let r = store.write(&state, a.force).await;
+    let r = store.write_with(&state, a.force, a.force_clear).await;
     spin.finish();
     r?;
     if let Some(h) = &hummock {

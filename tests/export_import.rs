@@ -28,6 +28,18 @@ fn simulated(dir: &Path) -> String {
     repo
 }
 
+/// `export --repo REPO --include-secrets -o OUT`, which must succeed.
+fn export_to(repo: &str, out: &Path) -> String {
+    ok(&[
+        "export",
+        "--repo",
+        repo,
+        "--include-secrets",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// A character device like /dev/null: a private one under `dir` where this user may make
 /// one (root), so that a build that replaces devices cannot harm the system's; else
 /// /dev/null itself, which such a user cannot replace anyway.
@@ -59,16 +71,7 @@ fn export_writes_through_special_files_and_symlinks() {
     let repo = simulated(d.path());
     let whole = ok(&["export", "--repo", &repo, "--include-secrets"]);
     assert!(whole.lines().count() > 10);
-    let export_to = |out: &Path| {
-        ok(&[
-            "export",
-            "--repo",
-            &repo,
-            "--include-secrets",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-    };
+    let export_to = |out: &Path| export_to(&repo, out);
 
     // A null device: written to, still the character device afterwards; restore into
     // jsonl: alike.
@@ -130,12 +133,8 @@ fn export_writes_through_special_files_and_symlinks() {
     assert!(file_type(&link).is_symlink());
     assert_eq!(std::fs::read_to_string(&real).unwrap(), whole);
     // Nothing but the export and the links is left in the directory (no temporary files).
-    let mut names: Vec<String> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| !["repo", "wal", "truth", "fifo", "null"].contains(&n.as_str()))
-        .collect();
-    names.sort();
+    let mut names = names_in(d.path());
+    names.retain(|n| !["repo", "wal", "truth", "fifo", "null"].contains(&n.as_str()));
     assert_eq!(names, ["link1", "link2", "real.jsonl"]);
 
     // A dangling symlink: its target is created.
@@ -515,4 +514,103 @@ fn imports_refuse_exports_cut_short_altered_or_inconsistent() {
     assert!(err.contains("--allow-untrailed"), "{err}");
     let (code, err) = import_text(d.path(), &v1, &["--allow-untrailed"]);
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `--force` into a `dir:` store names on stderr each entry it removes, and refuses a
+/// directory holding what a meta store does not unless `--force-clear` (restore and
+/// import alike).
+#[test]
+fn forced_restores_into_a_dir_list_what_goes_and_spare_foreign_directories() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated(d.path());
+    let meta = d.path().join("meta");
+    let store = format!("dir:{}", meta.display());
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "--repo",
+            &repo,
+            "--latest",
+            "--target-store",
+            &store,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[], None)
+    };
+    assert!(restore(&[]).status.success());
+    assert_eq!(names_in(&meta), ["CHECKPOINT", "FORK", "LOCK"]);
+    // A meta store: replaced, each file named as it goes.
+    let o = restore(&["--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for f in ["CHECKPOINT", "FORK"] {
+        assert!(
+            err.contains(&format!("removing {}", meta.join(f).display())),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("LOCK"), "{err}");
+
+    // Something a meta store does not hold: refused, nothing touched, with or without
+    // the meta store's own files beside it.
+    std::fs::write(meta.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(meta.join("data")).unwrap();
+    std::fs::write(meta.join("data").join("x"), b"mine too").unwrap();
+    let before = names_in(&meta);
+    let export = d.path().join("export.jsonl");
+    export_to(&repo, &export);
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "--from",
+            export.to_str().unwrap(),
+            "--target-store",
+            &store,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[], None)
+    };
+    for o in [restore(&["--force"]), import(&["--force"])] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("does not look like a meta store")
+                && err.contains("'data', 'notes.txt'")
+                && err.contains("--force-clear"),
+            "{err}"
+        );
+        assert!(!err.contains("removing"), "{err}");
+        assert_eq!(names_in(&meta), before);
+    }
+    // --force-clear needs --force.
+    assert_eq!(restore(&["--force-clear"]).status.code(), Some(2));
+    assert_eq!(names_in(&meta), before);
+
+    // With --force-clear: everything goes, each named.
+    let o = restore(&["--force", "--force-clear"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("removing {}", meta.join("notes.txt").display()))
+            && err.contains(&format!(
+                "removing {}/ and everything in it",
+                meta.join("data").display()
+            )),
+        "{err}"
+    );
+    assert_eq!(names_in(&meta), ["CHECKPOINT", "FORK", "LOCK"]);
+    std::fs::write(meta.join("notes.txt"), b"mine").unwrap();
+    let o = import(&["--force", "--force-clear"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(names_in(&meta), ["CHECKPOINT", "FORK", "LOCK"]);
 }

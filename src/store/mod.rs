@@ -185,14 +185,21 @@ impl TargetStore {
     }
 
     /// Writes a state into the target. A non-empty target is refused unless `force`, in
-    /// which case what it holds is replaced.
+    /// which case what it holds is replaced; a `dir:` target holding anything a meta store
+    /// does not is refused even then ([`Self::write_with`]).
     pub async fn write(&self, state: &State, force: bool) -> Result<()> {
+        self.write_with(state, force, false).await
+    }
+
+    /// [`Self::write`], where `force_clear` lets `force` clear a `dir:` target that holds
+    /// anything a meta store does not ([`Self::check_clearable`]).
+    pub async fn write_with(&self, state: &State, force: bool, force_clear: bool) -> Result<()> {
         match self {
             TargetStore::Sqlite(p) => return sqlite::write(p, state, force).await,
             TargetStore::Postgres(u) => return postgres::write(u, state, force).await,
             _ => {}
         }
-        self.make_room(force).await?;
+        self.make_room(force, force_clear).await?;
         match self {
             TargetStore::Dir(p) => {
                 let _lock = crate::wal::lock_dir(p)?;
@@ -223,7 +230,7 @@ impl TargetStore {
         crate::jsonl::redact(&mut lines);
         match self {
             TargetStore::Jsonl(p) => {
-                self.make_room(force).await?;
+                self.make_room(force, false).await?;
                 write_jsonl_file(p, &lines)
             }
             TargetStore::Stdout => write_stdout(&lines),
@@ -233,30 +240,94 @@ impl TargetStore {
         }
     }
 
-    /// Refuses a non-empty target unless `force`, in which case it is cleared.
-    async fn make_room(&self, force: bool) -> Result<()> {
+    /// Refuses a non-empty target unless `force`, in which case it is cleared (a `dir:`
+    /// target only if [`Self::check_clearable`]).
+    async fn make_room(&self, force: bool, force_clear: bool) -> Result<()> {
         if !self.is_empty().await? {
             if !force {
                 return Err(Error::TargetNotEmpty(self.to_string()));
             }
+            self.check_clearable(force_clear)?;
             self.clear().await?;
         }
         Ok(())
     }
 
-    /// Removes what the target holds.
+    /// Refuses, unless `force_clear`, a `dir:` target holding anything a meta store does
+    /// not (only `LOCK`, `CHECKPOINT`, `FORK`, their `.tmp` files and WAL segments belong),
+    /// so that `--force` never empties a directory given by mistake. Other targets pass.
+    pub fn check_clearable(&self, force_clear: bool) -> Result<()> {
+        let TargetStore::Dir(p) = self else {
+            return Ok(());
+        };
+        if force_clear {
+            return Ok(());
+        }
+        let rd = match std::fs::read_dir(p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(p, e)),
+        };
+        let mut foreign = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(p, e))?;
+            let file = ent
+                .file_type()
+                .map_err(|e| Error::io(ent.path(), e))?
+                .is_file();
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if !(file && is_meta_store_file(&name)) {
+                foreign.push(name);
+            }
+        }
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        foreign.sort();
+        const SHOWN: usize = 5;
+        let more = match foreign.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        Err(Error::InvalidInput(format!(
+            "{self} does not look like a meta store: it holds {}{more}, which a meta store \
+             does not; choose another directory, or pass --force-clear as well to delete \
+             everything in it",
+            foreign
+                .iter()
+                .take(SHOWN)
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Removes what the target holds; from a `dir:`, every entry but `LOCK`, each named on
+    /// stderr as it goes.
     async fn clear(&self) -> Result<()> {
         match self {
             TargetStore::Dir(p) => {
+                use std::io::Write;
                 // Refuse to clear a directory a live writer holds.
                 let lock = crate::wal::lock_dir(p)?;
+                let mut entries = Vec::new();
                 for ent in std::fs::read_dir(p).map_err(|e| Error::io(p, e))? {
                     let ent = ent.map_err(|e| Error::io(p, e))?;
-                    if ent.file_name() == crate::wal::LOCK_FILE {
-                        continue;
+                    if ent.file_name() != crate::wal::LOCK_FILE {
+                        let dir = ent.file_type().map_err(|e| Error::io(ent.path(), e))?;
+                        entries.push((ent.path(), dir.is_dir()));
                     }
-                    let path = ent.path();
-                    let r = if path.is_dir() {
+                }
+                entries.sort();
+                for (path, is_dir) in entries {
+                    // Told, not required: a closed stderr does not stop the clearing.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "removing {}{}",
+                        path.display(),
+                        if is_dir { "/ and everything in it" } else { "" }
+                    );
+                    let r = if is_dir {
                         std::fs::remove_dir_all(&path)
                     } else {
                         std::fs::remove_file(&path)
@@ -325,6 +396,15 @@ fn write_stdout(lines: &[serde_json::Value]) -> Result<()> {
     let out = std::io::stdout();
     let mut lock = std::io::BufWriter::new(out.lock());
     crate::jsonl::write_lines(lines, &mut lock).map_err(|e| Error::io("<stdout>", e))
+}
+
+/// Whether a meta store directory holds files named so (see [`TargetStore::check_clearable`]).
+fn is_meta_store_file(name: &str) -> bool {
+    let base = name.strip_suffix(".tmp").unwrap_or(name);
+    name == crate::wal::LOCK_FILE
+        || base == snapshot::CHECKPOINT_FILE
+        || base == crate::timeline::FORK_FILE
+        || crate::wal::is_segment_name(name)
 }
 
 /// What a `jsonl:` path (or `export -o PATH`) names, symlinks followed.
