@@ -614,3 +614,65 @@ fn forced_restores_into_a_dir_list_what_goes_and_spare_foreign_directories() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(names_in(&meta), ["CHECKPOINT", "FORK", "LOCK"]);
 }
+
+/// The README's `import --initial-cluster` example, run as written (its --id and
+/// --initial-cluster nodes, into etcd) on an export of a simulated cluster: it works, and
+/// the store then lists exactly those meta nodes and records --id.
+#[test]
+fn the_readme_import_example_works_on_a_simulator_export() {
+    let readme = include_str!("../README.md");
+    let at = readme
+        .find("metapitr import --from meta.jsonl")
+        .expect("the README shows an import");
+    let mut example = String::new();
+    for line in readme[at..].lines() {
+        example.push_str(line.trim_end_matches('\\'));
+        example.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulated(d.path());
+    let export = d.path().join("meta.jsonl");
+    export_to(&repo, &export);
+    let etcd = common::servers::etcd().url("readme-example");
+    let args: Vec<String> = example
+        .split_whitespace()
+        .skip(1)
+        .filter(|t| *t != "[--force]")
+        .map(|t| match t {
+            "meta.jsonl" => export.display().to_string(),
+            t if t.starts_with("etcd://") => etcd.clone(),
+            t => t.to_string(),
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = args[args.iter().position(|a| *a == "--id").unwrap() + 1];
+    let nodes: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--initial-cluster")
+        .map(|w| w[1])
+        .collect();
+    assert!(nodes.len() >= 2, "{example}");
+    ok(&args);
+
+    let text = ok(&["export", "--from-store", &etcd, "--include-secrets"]);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let metas: Vec<String> = lines
+        .iter()
+        .filter(|v| v["kind"] == "worker" && v["worker_type"] == "WORKER_TYPE_META")
+        .map(|v| format!("{}={}:{}", v["id"], v["host"].as_str().unwrap(), v["port"]))
+        .collect();
+    assert_eq!(metas, nodes);
+    assert!(lines
+        .iter()
+        .any(|v| v["name"] == "meta_node_id" && v["value"] == id));
+    // The simulated cluster's other workers are still there.
+    assert!(lines
+        .iter()
+        .any(|v| v["kind"] == "worker" && v["worker_type"] == "WORKER_TYPE_COMPUTE_NODE"));
+}
