@@ -539,9 +539,13 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
     // (what, id) and (what, name) → the line that has it.
     let mut ids: HashMap<(&'static str, u64), usize> = HashMap::new();
     let mut names: HashMap<(&'static str, String), usize> = HashMap::new();
-    let mut once = |l: &Line, what: &'static str, id: u64| match ids.insert((what, id), l.n) {
+    // `id` None: a line there is one of.
+    let mut once = |l: &Line, what: &'static str, id: Option<u64>| match ids
+        .insert((what, id.unwrap_or(0)), l.n)
+    {
         Some(first) => Err(l.err(format!(
-            "{what} {id} appears twice (lines {first} and {}); {INCONSISTENT}",
+            "{what}{} appears twice (lines {first} and {}); {INCONSISTENT}",
+            id.map(|i| format!(" {i}")).unwrap_or_default(),
             l.n
         ))),
         None => Ok(()),
@@ -572,7 +576,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
         let kind = l.str("kind")?;
         match kind {
             "cluster" => {
-                once(&l, "the cluster line", 0)?;
+                once(&l, "the cluster line", None)?;
                 m.cluster_id = l.str("cluster_id")?.to_string();
             }
             "system_param" => {
@@ -588,7 +592,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
                 let wt = crate::model::WorkerType::from_str_name(t)
                     .ok_or_else(|| l.err(format!("unknown worker_type {t}")))?;
                 let id = l.u32("id")?;
-                once(&l, "worker", id.into())?;
+                once(&l, "worker", Some(id.into()))?;
                 m.workers.push(crate::model::WorkerNode {
                     id,
                     host: l.str("host")?.to_string(),
@@ -629,7 +633,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
                     });
                 }
                 let id = l.u32("id")?;
-                once(&l, "user", id.into())?;
+                once(&l, "user", Some(id.into()))?;
                 uses(IdCategory::User, id.into(), "user", n);
                 m.users.push(crate::model::User {
                     id,
@@ -655,14 +659,14 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
                 });
             }
             "hummock_version" => {
-                once(&l, "the hummock_version line", 0)?;
+                once(&l, "the hummock_version line", None)?;
                 hv.id = l.u64("id")?;
                 hv.max_committed_epoch = l.u64("max_committed_epoch")?;
                 hv.safe_epoch = l.u64("safe_epoch")?;
             }
             "compaction_group" => {
                 let id = l.u64("id")?;
-                once(&l, "compaction group", id)?;
+                once(&l, "compaction group", Some(id))?;
                 uses(IdCategory::CompactionGroup, id, "compaction group", n);
                 let max_level = l.u32("max_level")?;
                 if max_level > crate::snapshot::MAX_GROUP_LEVELS {
@@ -681,7 +685,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
             }
             "table_committed_epoch" => {
                 let table_id = l.u32("table_id")?;
-                once(&l, "table_committed_epoch of table", table_id.into())?;
+                once(&l, "table_committed_epoch of table", Some(table_id.into()))?;
                 hv.table_committed_epochs.push(pb::TableCommittedEpoch {
                     table_id,
                     epoch: l.u64("epoch")?,
@@ -701,7 +705,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
                     min_epoch: l.u64("min_epoch")?,
                     max_epoch: l.u64("max_epoch")?,
                 };
-                once(&l, "sst", s.sst_id)?;
+                once(&l, "sst", Some(s.sst_id))?;
                 uses(IdCategory::SstableObject, s.sst_id, "sst", n);
                 uses(IdCategory::SstableObject, s.object_id, "SST object", n);
                 ssts.push((
@@ -718,7 +722,7 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
             k => match crate::model::catalog_kind_from_name(k) {
                 Some(ck) => {
                     let id = l.u32("id")?;
-                    once(&l, "catalog object", id.into())?;
+                    once(&l, "catalog object", Some(id.into()))?;
                     uses(IdCategory::Catalog, id.into(), "catalog object", n);
                     m.catalog.push(CatalogObject {
                         id,
