@@ -246,7 +246,8 @@ async fn run(args: &Args) -> Result<(), String> {
     }
     let t = Instant::now();
     let f = std::fs::File::open(&export).map_err(|e| e.to_string())?;
-    let imported = metapitr::jsonl::read(std::io::BufReader::new(f)).map_err(|e| e.to_string())?;
+    let imported =
+        metapitr::jsonl::read(std::io::BufReader::new(f), false).map_err(|e| e.to_string())?;
     TargetStore::Dir(work.join("imported"))
         .write(&imported, false)
         .await

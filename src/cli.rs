@@ -237,7 +237,8 @@ pub enum Command {
         from_store: Option<String>,
         #[command(flatten)]
         etcd: EtcdAuthArg,
-        /// Output file (stdout by default).
+        /// Output file, FIFO or device such as /dev/null (written through, never replaced);
+        /// - or none for stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
         /// Overwrite a non-empty output file.
@@ -313,6 +314,9 @@ pub enum Command {
         /// Clear a non-empty target first.
         #[arg(long)]
         force: bool,
+        /// With --force, also empty a dir: target that holds files a meta store does not.
+        #[arg(long, requires = "force")]
+        force_clear: bool,
         /// This meta node's id in the new cluster (with --initial-cluster).
         #[arg(long, requires = "initial_cluster")]
         id: Option<u32>,
@@ -320,6 +324,10 @@ pub enum Command {
         /// meta nodes the export lists.
         #[arg(long, requires = "id")]
         initial_cluster: Vec<String>,
+        /// Read a format_version 1 export, which has no end line: nothing then tells one
+        /// cut short from a whole one, so give it only an export known to be whole.
+        #[arg(long)]
+        allow_untrailed: bool,
     },
     /// Run the meta-service simulator with continuous archiving.
     Simulate(SimulateArgs),
@@ -435,14 +443,7 @@ impl ShowWhat {
             ),
             ShowWhat::Ids => kind == "id_generator",
             ShowWhat::Params => matches!(kind, "cluster" | "system_param" | "worker"),
-            ShowWhat::Catalog => ![
-                ShowWhat::Users,
-                ShowWhat::Hummock,
-                ShowWhat::Ids,
-                ShowWhat::Params,
-            ]
-            .iter()
-            .any(|w| w.holds(kind)),
+            ShowWhat::Catalog => crate::model::catalog_kind_from_name(kind).is_some(),
         }
     }
 }
@@ -632,6 +633,9 @@ pub struct RestoreArgs {
     /// Overwrite a non-empty target; restore a target older than the retention window.
     #[arg(long)]
     pub force: bool,
+    /// With --force, also empty a dir: target that holds files a meta store does not.
+    #[arg(long, requires = "force")]
+    pub force_clear: bool,
     /// The Hummock object storage the cluster uses (e.g. s3://state-bucket); the restored
     /// version is written there as its checkpoint. It must be the storage the metadata was
     /// recorded against (its state_store parameter without `hummock+`).
@@ -723,7 +727,10 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Io { path, .. }) if path.as_os_str() == PIPE_CLOSED => ExitCode::SUCCESS,
+        // The reader of stdout (or of an output FIFO) went away (`| head`, `| grep -q`):
+        // end quietly, as a closed pipe ends any Unix filter. Only local I/O counts; a
+        // network store's broken connection is a failure to report.
+        Err(e) if crate::error::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(match e.kind() {
@@ -793,21 +800,12 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNo
     Ok(nodes)
 }
 
-/// Prints a line on stdout. A reader that went away (`| head`, `| grep -q`) ends the
-/// command quietly, as a closed pipe ends any Unix filter.
+/// Prints a line on stdout. A reader that went away (`| head`, `| grep -q`) gives a
+/// `BrokenPipe` error, on which `main` ends the command quietly.
 fn out(s: impl AsRef<str>) -> Result<()> {
     let mut o = std::io::stdout().lock();
-    match writeln!(o, "{}", s.as_ref()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::Io {
-            path: PIPE_CLOSED.into(),
-            source: e,
-        }),
-        r => r.map_err(|e| Error::io("<stdout>", e)),
-    }
+    writeln!(o, "{}", s.as_ref()).map_err(|e| Error::io("<stdout>", e))
 }
-
-/// Names the error `out` returns when stdout's reader went away; `main` exits 0 on it.
-const PIPE_CLOSED: &str = "<stdout: the reader went away>";
 
 pub use crate::progress::{human_bytes, human_duration};
 
@@ -1076,8 +1074,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 restore::execute_with(&repo, &plan, &progress).await?
             };
             let target = match output {
-                Some(p) => TargetStore::Jsonl(p),
-                None => TargetStore::Stdout,
+                Some(p) if p.as_os_str() != "-" => TargetStore::Jsonl(p),
+                _ => TargetStore::Stdout,
             };
             let spin = Progress::spinner(&format!("writing {target}"), quiet);
             let r = target.write_export(&state, force, include_secrets).await;
@@ -1089,8 +1087,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             target_store,
             etcd,
             force,
+            force_clear,
             id,
             initial_cluster,
+            allow_untrailed,
         } => {
             let source = if from == "-" {
                 TargetStore::Stdout
@@ -1106,8 +1106,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             if !force && !store.is_empty().await? {
                 return Err(Error::TargetNotEmpty(store.to_string()));
             }
+            store.check_clearable(force_clear)?;
             let spin = Progress::spinner(&format!("reading {source}"), quiet);
-            let state = source.read().await;
+            let state = source.read_export(allow_untrailed);
             spin.finish();
             let mut state = state?;
             if let Some(id) = id {
@@ -1115,7 +1116,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 crate::store::reinitialize_cluster(&mut state, id, nodes)?;
             }
             let spin = Progress::spinner(&format!("writing into {store}"), quiet);
-            let r = store.write(&state, force).await;
+            let r = store.write_with(&state, force, force_clear).await;
             spin.finish();
             r?;
             out(format!(
@@ -1749,15 +1750,17 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     if !a.force && !store.is_empty().await? {
         return Err(Error::TargetNotEmpty(store.to_string()));
     }
+    store.check_clearable(a.force_clear)?;
     let t = Instant::now();
     let m = repo.manifest().await?;
     let plan = restore::plan(&repo, &m, a.timeline, target).await?;
     let to_stdout = store == TargetStore::Stdout;
+    // Messages only: a reader of them that went away does not stop the restore.
     let say = |s: String| {
         if to_stdout {
-            eprintln!("{s}")
+            eprintln!("{s}");
         } else {
-            println!("{s}")
+            let _ = out(s);
         }
     };
     say(plan.describe());
@@ -1797,7 +1800,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         ));
     }
     let spin = Progress::spinner(&format!("writing into {store}"), quiet || to_stdout);
-    let r = store.write(&state, a.force).await;
+    let r = store.write_with(&state, a.force, a.force_clear).await;
     spin.finish();
     r?;
     if let Some(h) = &hummock {

@@ -81,8 +81,13 @@ pub enum Error {
     #[error("fenced: {0}")]
     Fenced(String),
 
-    #[error("target epoch {requested} is outside what the repo can restore; restorable: {ranges}")]
-    OutOfRange { requested: String, ranges: String },
+    /// `from` names what was asked: "the repo", "WAL directory PATH".
+    #[error("target epoch {requested} is outside what {from} can restore; restorable: {ranges}")]
+    OutOfRange {
+        requested: String,
+        from: String,
+        ranges: String,
+    },
 
     /// A meta store (etcd, PostgreSQL, SQLite, ...) refused or failed a request. `kind` says
     /// what to do: Unavailable (unreachable, retry), InvalidInput (credentials, bad URL),
@@ -102,6 +107,15 @@ pub enum Error {
     /// worst of them.
     #[error("{summary}")]
     Verify { summary: String, kind: ErrorKind },
+
+    /// A JSONL export that cannot be read back: cut short or altered (`Corruption`), or
+    /// not a whole, consistent export (`InvalidInput`), as `source.kind` says.
+    #[error("{what}: {source}")]
+    Export {
+        what: String,
+        #[source]
+        source: crate::jsonl::ParseError,
+    },
 
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
     TargetNotEmpty(String),
@@ -140,6 +154,7 @@ impl Error {
                 },
             },
             Error::MetaStore { kind, .. } | Error::Archive { kind, .. } => *kind,
+            Error::Export { source, .. } => source.kind,
             Error::Poisoned(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -1,7 +1,10 @@
 //! The JSONL export: one JSON object per line, as `databend-metactl export` writes.
 //!
-//! The first line is a header `{"format":"metapitr-jsonl","format_version":1,"epoch":E,
-//! "epoch_ts":"…","timeline":T}`. Every other line has a `kind`:
+//! The first line is a header `{"format":"metapitr-jsonl","format_version":2,"epoch":E,
+//! "epoch_ts":"…","timeline":T}`; the last is the end line `{"kind":"end","lines":N,
+//! "sha256":"…"}`: how many lines come before it and the SHA-256 of their bytes, so that
+//! an export cut short or altered is told from a whole one (`head -n -1 F | sha256sum`
+//! checks it by hand). Format version 1 had no end line. Every other line has a `kind`:
 //!
 //! | kind | fields |
 //! |---|---|
@@ -24,12 +27,16 @@
 use serde_json::{json, Value};
 
 use crate::epoch;
+use crate::error::ErrorKind;
 use crate::model::{
     catalog_kind_name, id_category_name, CatalogObject, SstLoc, SstableInfo, State, ID_CATEGORIES,
 };
 
 pub const FORMAT: &str = "metapitr-jsonl";
-pub const FORMAT_VERSION: u64 = 1;
+/// Version 2 added the end line.
+pub const FORMAT_VERSION: u64 = 2;
+/// The `kind` of the last line, which covers every line before it.
+pub const END_KIND: &str = "end";
 
 /// The export of a state as JSON values, header first.
 pub fn lines(state: &State) -> Vec<Value> {
@@ -183,16 +190,28 @@ pub fn write(state: &State, w: &mut impl std::io::Write) -> std::io::Result<()> 
     write_lines(&lines(state), w)
 }
 
-/// Writes export lines, one each, to `w`.
+/// Writes export lines, one each, to `w`, then the end line covering them.
 pub fn write_lines(lines: &[Value], w: &mut impl std::io::Write) -> std::io::Result<()> {
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
     let mut buf = Vec::with_capacity(256);
     for l in lines {
         buf.clear();
         serde_json::to_writer(&mut buf, &l)?;
         buf.push(b'\n');
+        sha.update(&buf);
         w.write_all(&buf)?;
     }
+    let end = end_line(lines.len(), &hex::encode(sha.finalize()));
+    buf.clear();
+    serde_json::to_writer(&mut buf, &end)?;
+    buf.push(b'\n');
+    w.write_all(&buf)?;
     w.flush()
+}
+
+fn end_line(lines: usize, sha256: &str) -> Value {
+    json!({"kind": END_KIND, "lines": lines, "sha256": sha256})
 }
 
 pub fn to_string(state: &State) -> String {
@@ -221,7 +240,8 @@ impl Comparison {
 }
 
 /// Compares two exports line for line, order aside, except the id_generator lines, where
-/// the restore must be at least the truth (it holds the repo's maximum).
+/// the restore must be at least the truth (it holds the repo's maximum), and the end
+/// lines, which are not compared.
 pub fn compare(restored: &str, truth: &str) -> Result<Comparison, serde_json::Error> {
     fn split(
         s: &str,
@@ -230,7 +250,12 @@ pub fn compare(restored: &str, truth: &str) -> Result<Comparison, serde_json::Er
         let mut ids = std::collections::BTreeMap::new();
         for line in s.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line)?;
-            if v.get("kind").and_then(Value::as_str) == Some("id_generator") {
+            let kind = v.get("kind").and_then(Value::as_str);
+            if kind == Some(END_KIND) {
+                // It covers the bytes, and the id generators may differ.
+                continue;
+            }
+            if kind == Some("id_generator") {
                 let name = v
                     .get("name")
                     .and_then(Value::as_str)
@@ -269,59 +294,238 @@ pub fn compare(restored: &str, truth: &str) -> Result<Comparison, serde_json::Er
     Ok(c)
 }
 
-/// Why an export line could not be read back.
+/// Why an export could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based line number (the header is line 1).
-    pub line: usize,
+    /// 1-based line number (the header is line 1); `None` when no one line is at fault
+    /// (a line the export lacks).
+    pub line: Option<usize>,
     pub reason: String,
+    /// `Corruption` when the end line disagrees with the lines before it (cut short or
+    /// altered), else `InvalidInput`.
+    pub kind: ErrorKind,
+}
+
+impl ParseError {
+    fn at(line: usize, reason: impl Into<String>) -> Self {
+        ParseError {
+            line: Some(line),
+            reason: reason.into(),
+            kind: ErrorKind::InvalidInput,
+        }
+    }
+    fn whole(reason: impl Into<String>) -> Self {
+        ParseError {
+            line: None,
+            reason: reason.into(),
+            kind: ErrorKind::InvalidInput,
+        }
+    }
+    fn corrupt(mut self) -> Self {
+        self.kind = ErrorKind::Corruption;
+        self
+    }
 }
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.reason)
+        match self.line {
+            Some(n) => write!(f, "line {n}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
     }
 }
 
-/// Reads an export (as [`write`] produces it) back into a state. Lines other than the
-/// header may come in any order; every invariant [`State::from_proto`] checks is checked.
-pub fn read(r: impl std::io::BufRead) -> Result<State, ParseError> {
-    let mut values = Vec::new();
-    for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|e| ParseError {
-            line: i + 1,
-            reason: format!("cannot read: {e}"),
-        })?;
-        if line.trim().is_empty() {
+impl std::error::Error for ParseError {}
+
+/// What to do about an export that is not whole.
+const EXPORT_AGAIN: &str = "export it again from its source (or copy it whole)";
+
+/// Reads an export (as [`write`] produces it) back into a state: an import. The end line
+/// must cover every line before it (count and SHA-256 of their bytes), and nothing but
+/// blank lines may follow it. A version 1 export, which has no end line, is read only with
+/// `allow_untrailed` (nothing tells a copy cut short from a whole one). Lines other than
+/// the header may come in any order. Everything [`from_lines`] checks is checked, and
+/// that the state is consistent: every id generator above the ids of its category in
+/// use, the catalog and users holding together.
+pub fn read(mut r: impl std::io::BufRead, allow_untrailed: bool) -> Result<State, ParseError> {
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
+    // Every non-blank line before the end line, parsed; a line that is not JSON is
+    // reported after the end line is checked, which tells damage from bad input.
+    let mut values: Vec<(usize, Result<Value, String>)> = Vec::new();
+    let mut end: Option<(usize, Value)> = None;
+    let mut n = 0;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let got = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ParseError::at(n + 1, format!("cannot read: {e}")))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        let blank = buf.trim_ascii().is_empty();
+        if let Some((at, _)) = &end {
+            if !blank {
+                return Err(ParseError::at(
+                    n,
+                    format!("more follows the end line (line {at}); {EXPORT_AGAIN}"),
+                )
+                .corrupt());
+            }
             continue;
         }
-        let v: Value = serde_json::from_str(&line).map_err(|e| ParseError {
-            line: i + 1,
-            reason: format!("not JSON: {e}"),
-        })?;
-        values.push((i + 1, v));
+        let v = std::str::from_utf8(&buf)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(|t| serde_json::from_str::<Value>(t).map_err(|e| format!("not JSON: {e}")));
+        if v.as_ref()
+            .is_ok_and(|v| v.get("kind").and_then(Value::as_str) == Some(END_KIND))
+        {
+            end = v.ok().map(|v| (n, v));
+            continue;
+        }
+        sha.update(&buf);
+        if !blank {
+            values.push((n, v));
+        }
     }
-    from_lines(values)
+    let version = match values.first() {
+        Some((_, Ok(h))) => h.get("format_version").and_then(Value::as_u64),
+        _ => None,
+    };
+    match end {
+        Some((at, e)) => {
+            let l = Line::new(at, &e);
+            let (lines, want) = (l.u64("lines")?, l.str("sha256")?);
+            let got = hex::encode(sha.finalize());
+            if lines != at as u64 - 1 {
+                return Err(l
+                    .err(format!(
+                        "the end line covers {lines} lines but {} come before it: lines were \
+                         lost or added; {EXPORT_AGAIN}",
+                        at - 1
+                    ))
+                    .corrupt());
+            }
+            if want != got {
+                return Err(l
+                    .err(format!(
+                        "the {lines} lines before the end line have SHA-256 {got}, not the \
+                         {want} it records: the export was altered or damaged; {EXPORT_AGAIN}"
+                    ))
+                    .corrupt());
+            }
+        }
+        None if version.is_some_and(|v| v >= 2) => {
+            return Err(ParseError::at(
+                n,
+                format!(
+                    "the export ends here without its end line ({{\"kind\":\"end\",...}}): \
+                     it was cut short; {EXPORT_AGAIN}"
+                ),
+            )
+            .corrupt());
+        }
+        None if version == Some(1) && !allow_untrailed => {
+            return Err(ParseError::at(
+                n,
+                "the export ends here and, being format_version 1, has no end line: nothing \
+                 tells a copy cut short from a whole one; export it again with this version, \
+                 or import it with --allow-untrailed if you know it is whole",
+            ));
+        }
+        // Version 1 allowed, or a header that is no header (from_lines says why).
+        None => {}
+    }
+    let values = values
+        .into_iter()
+        .map(|(n, v)| v.map(|v| (n, v)).map_err(|e| ParseError::at(n, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = parse_lines(values)?;
+    parsed.check_consistent()?;
+    Ok(parsed.state)
 }
 
+/// What to do about an export whose lines do not hold together.
+const INCONSISTENT: &str =
+    "the export is not one consistent state: correct that line or export it again from its source";
+
 /// Builds a state from export lines, each with its line number; the header comes first.
+/// Beyond every field's type it checks that the lines make one state: the cluster and
+/// hummock_version lines appear exactly once; no id (or parameter or generator name)
+/// appears twice within its kind; every SST names a compaction group and a level it has.
+/// Errors name the line. An import checks more ([`read`]).
 pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<State, ParseError> {
-    use crate::model::pb;
-    use std::collections::BTreeMap;
+    parse_lines(lines).map(|p| p.state)
+}
+
+/// A state with where its lines were.
+struct Parsed {
+    state: State,
+    /// (what, id) → the line that has it.
+    ids: std::collections::HashMap<(&'static str, u64), usize>,
+    /// By id category: the generator's value and line.
+    generators: [Option<(u64, usize)>; 9],
+    /// By id category: the largest id in use, what it is and its line.
+    in_use: [Option<(u64, &'static str, usize)>; 9],
+}
+
+impl Parsed {
+    /// What an import checks beyond [`from_lines`]: every id generator has its line and is
+    /// above each id of its category in use (catalog objects, users, SST object and sst
+    /// ids, compaction groups), and the catalog and users hold together
+    /// ([`State::check_loaded`]).
+    fn check_consistent(&self) -> Result<(), ParseError> {
+        for c in ID_CATEGORIES {
+            let name = id_category_name(c);
+            let Some((next, gline)) = self.generators[c as usize] else {
+                return Err(ParseError::whole(format!(
+                    "the export has no id_generator {name} line: it is incomplete; {EXPORT_AGAIN}"
+                )));
+            };
+            let above = |(id, _, _): &(u64, &str, usize)| next <= *id;
+            if let Some((id, what, n)) = self.in_use[c as usize].filter(above) {
+                return Err(ParseError::at(
+                    gline,
+                    format!(
+                        "id generator {name} would next give {next}, but {what} {id} (line {n}) \
+                         is already in use, so ids would be given twice; {INCONSISTENT}"
+                    ),
+                ));
+            }
+        }
+        self.state.check_loaded().map_err(|(subject, e)| {
+            let at = match subject {
+                crate::model::Subject::Catalog(id) => self.ids.get(&("catalog object", id.into())),
+                crate::model::Subject::User(id) => self.ids.get(&("user", id.into())),
+            };
+            let reason = format!("{e}; {INCONSISTENT}");
+            match at {
+                Some(n) => ParseError::at(*n, reason),
+                None => ParseError::whole(reason),
+            }
+        })
+    }
+}
+
+fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed, ParseError> {
+    use crate::model::{pb, IdCategory};
+    use std::collections::{BTreeMap, HashMap};
 
     let mut it = lines.into_iter();
-    let (hline, header) = it.next().ok_or(ParseError {
-        line: 1,
-        reason: "empty export: no header line".into(),
-    })?;
+    let (hline, header) = it
+        .next()
+        .ok_or_else(|| ParseError::at(1, "empty export: no header line"))?;
     let h = Line::new(hline, &header);
     if h.str("format")? != FORMAT {
         return Err(h.err(format!("format is not {FORMAT}")));
     }
     let fv = h.u64("format_version")?;
-    if fv != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&fv) {
         return Err(h.err(format!(
-            "format_version {fv} is not supported (this build reads {FORMAT_VERSION})"
+            "format_version {fv} is not supported (this build reads 1 to {FORMAT_VERSION})"
         )));
     }
     let mut m = pb::MetaState {
@@ -332,26 +536,65 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
     let mut hv = pb::HummockVersion::default();
     let mut groups: BTreeMap<u64, pb::CompactionGroup> = BTreeMap::new();
     let mut ssts: Vec<(usize, u64, u32, u64, SstableInfo)> = Vec::new();
-    let mut seen_cluster = false;
-    let mut seen_version = false;
+    // (what, id) and (what, name) → the line that has it.
+    let mut ids: HashMap<(&'static str, u64), usize> = HashMap::new();
+    let mut names: HashMap<(&'static str, String), usize> = HashMap::new();
+    // `id` None: a line there is one of.
+    let mut once = |l: &Line, what: &'static str, id: Option<u64>| match ids
+        .insert((what, id.unwrap_or(0)), l.n)
+    {
+        Some(first) => Err(l.err(format!(
+            "{what}{} appears twice (lines {first} and {}); {INCONSISTENT}",
+            id.map(|i| format!(" {i}")).unwrap_or_default(),
+            l.n
+        ))),
+        None => Ok(()),
+    };
+    let mut once_named = |l: &Line, what: &'static str, name: &str| match names
+        .insert((what, name.to_string()), l.n)
+    {
+        Some(first) => Err(l.err(format!(
+            "{what} {name} appears twice (lines {first} and {}); {INCONSISTENT}",
+            l.n
+        ))),
+        None => Ok(()),
+    };
+    // By id category: the generator's value and line, and the largest id in use with
+    // what it is and its line.
+    let mut generators: [Option<(u64, usize)>; 9] = [None; 9];
+    let mut in_use: [Option<(u64, &'static str, usize)>; 9] = [None; 9];
+    let mut uses = |c: IdCategory, id: u64, what: &'static str, n: usize| {
+        let slot = &mut in_use[c as usize];
+        if slot.is_none_or(|(max, _, _)| id > max) {
+            *slot = Some((id, what, n));
+        }
+    };
+    let mut lines_seen = 1usize;
     for (n, v) in it {
+        lines_seen += 1;
         let l = Line::new(n, &v);
         let kind = l.str("kind")?;
         match kind {
             "cluster" => {
+                once(&l, "the cluster line", None)?;
                 m.cluster_id = l.str("cluster_id")?.to_string();
-                seen_cluster = true;
             }
-            "system_param" => m.system_params.push(pb::SystemParam {
-                name: l.str("name")?.to_string(),
-                value: l.str("value")?.to_string(),
-            }),
+            "system_param" => {
+                let name = l.str("name")?;
+                once_named(&l, "system parameter", name)?;
+                m.system_params.push(pb::SystemParam {
+                    name: name.to_string(),
+                    value: l.str("value")?.to_string(),
+                })
+            }
             "worker" => {
                 let t = l.str("worker_type")?;
                 let wt = crate::model::WorkerType::from_str_name(t)
                     .ok_or_else(|| l.err(format!("unknown worker_type {t}")))?;
+                let id = l.u32("id")?;
+                once(&l, "worker", Some(id.into()))?;
                 m.workers.push(crate::model::WorkerNode {
-                    id: l.u32("id")?,
+                    id,
                     host: l.str("host")?.to_string(),
                     port: l.u32("port")?,
                     worker_type: wt as i32,
@@ -389,8 +632,11 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
                         granted_by: g.u32("granted_by")?,
                     });
                 }
+                let id = l.u32("id")?;
+                once(&l, "user", Some(id.into()))?;
+                uses(IdCategory::User, id.into(), "user", n);
                 m.users.push(crate::model::User {
-                    id: l.u32("id")?,
+                    id,
                     name: l.str("name")?.to_string(),
                     is_super: l.bool("is_super")?,
                     can_create_db: l.bool("can_create_db")?,
@@ -404,33 +650,47 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
                 let name = l.str("name")?;
                 let c = crate::model::id_category_from_name(name)
                     .ok_or_else(|| l.err(format!("unknown id generator {name}")))?;
+                once_named(&l, "id generator", name)?;
+                let next = l.u64("value")?;
+                generators[c as usize] = Some((next, n));
                 m.id_generators.push(pb::IdGenerator {
                     category: c as i32,
-                    next: l.u64("value")?,
+                    next,
                 });
             }
             "hummock_version" => {
+                once(&l, "the hummock_version line", None)?;
                 hv.id = l.u64("id")?;
                 hv.max_committed_epoch = l.u64("max_committed_epoch")?;
                 hv.safe_epoch = l.u64("safe_epoch")?;
-                seen_version = true;
             }
             "compaction_group" => {
                 let id = l.u64("id")?;
+                once(&l, "compaction group", Some(id))?;
+                uses(IdCategory::CompactionGroup, id, "compaction group", n);
+                let max_level = l.u32("max_level")?;
+                if max_level > crate::snapshot::MAX_GROUP_LEVELS {
+                    return Err(l.err(format!(
+                        "compaction group {id} has {max_level} levels, more than {}",
+                        crate::snapshot::MAX_GROUP_LEVELS
+                    )));
+                }
                 let g = pb::CompactionGroup {
                     id,
-                    max_level: l.u32("max_level")?,
+                    max_level,
                     member_table_ids: l.u32s("member_table_ids")?,
                     ..Default::default()
                 };
-                if groups.insert(id, g).is_some() {
-                    return Err(l.err(format!("compaction group {id} appears twice")));
-                }
+                groups.insert(id, g);
             }
-            "table_committed_epoch" => hv.table_committed_epochs.push(pb::TableCommittedEpoch {
-                table_id: l.u32("table_id")?,
-                epoch: l.u64("epoch")?,
-            }),
+            "table_committed_epoch" => {
+                let table_id = l.u32("table_id")?;
+                once(&l, "table_committed_epoch of table", Some(table_id.into()))?;
+                hv.table_committed_epochs.push(pb::TableCommittedEpoch {
+                    table_id,
+                    epoch: l.u64("epoch")?,
+                })
+            }
             "sst" => {
                 let s = SstableInfo {
                     object_id: l.u64("object_id")?,
@@ -445,6 +705,9 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
                     min_epoch: l.u64("min_epoch")?,
                     max_epoch: l.u64("max_epoch")?,
                 };
+                once(&l, "sst", Some(s.sst_id))?;
+                uses(IdCategory::SstableObject, s.sst_id, "sst", n);
+                uses(IdCategory::SstableObject, s.object_id, "SST object", n);
                 ssts.push((
                     n,
                     l.u64("group_id")?,
@@ -453,35 +716,70 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
                     s,
                 ));
             }
+            END_KIND => {
+                return Err(l.err(format!("an end line may only come last; {INCONSISTENT}")))
+            }
             k => match crate::model::catalog_kind_from_name(k) {
-                Some(ck) => m.catalog.push(CatalogObject {
-                    id: l.u32("id")?,
-                    kind: ck as i32,
-                    name: l.str("name")?.to_string(),
-                    database_id: l.u32("database_id")?,
-                    schema_id: l.u32("schema_id")?,
-                    owner: l.u32("owner")?,
-                    definition: l.str("definition")?.to_string(),
-                    dependencies: l.u32s("dependencies")?,
-                }),
+                Some(ck) => {
+                    let id = l.u32("id")?;
+                    once(&l, "catalog object", Some(id.into()))?;
+                    uses(IdCategory::Catalog, id.into(), "catalog object", n);
+                    m.catalog.push(CatalogObject {
+                        id,
+                        kind: ck as i32,
+                        name: l.str("name")?.to_string(),
+                        database_id: l.u32("database_id")?,
+                        schema_id: l.u32("schema_id")?,
+                        owner: l.u32("owner")?,
+                        definition: l.str("definition")?.to_string(),
+                        dependencies: l.u32s("dependencies")?,
+                    })
+                }
                 None => return Err(l.err(format!("unknown kind {k}"))),
             },
         }
     }
-    if !seen_cluster || !seen_version {
-        return Err(ParseError {
-            line: 0,
-            reason: "incomplete export: the cluster or hummock_version line is missing".into(),
-        });
+    let missing = |what: &str| {
+        ParseError::whole(format!(
+            "the export has no {what} line: it is incomplete; {EXPORT_AGAIN}"
+        ))
+    };
+    if !ids.contains_key(&("the cluster line", 0)) {
+        return Err(missing("cluster"));
+    }
+    if !ids.contains_key(&("the hummock_version line", 0)) {
+        return Err(missing("hummock_version"));
+    }
+    // Empty levels are allocated per group: bound them by what the export holds.
+    let levels: u64 = groups.values().map(|g| u64::from(g.max_level)).sum();
+    let allowed = crate::snapshot::GROUP_LEVELS_FLOOR
+        + crate::snapshot::GROUP_LEVELS_PER_BYTE * lines_seen as u64;
+    if levels > allowed {
+        return Err(ParseError::whole(format!(
+            "the compaction groups have {levels} levels together, more than {allowed} for an \
+             export of {lines_seen} lines"
+        )));
     }
     for (n, gid, level, sub, s) in ssts {
-        let g = groups.get_mut(&gid).ok_or(ParseError {
-            line: n,
-            reason: format!(
-                "sst {} names compaction group {gid}, which has no line",
-                s.sst_id
-            ),
+        let g = groups.get_mut(&gid).ok_or_else(|| {
+            ParseError::at(
+                n,
+                format!(
+                    "sst {} names compaction group {gid}, which has no line",
+                    s.sst_id
+                ),
+            )
         })?;
+        if level > g.max_level {
+            return Err(ParseError::at(
+                n,
+                format!(
+                    "sst {} is in level {level} of compaction group {gid}, which has {} levels; \
+                     {INCONSISTENT}",
+                    s.sst_id, g.max_level
+                ),
+            ));
+        }
         if level == 0 {
             match g.l0_sub_levels.iter_mut().find(|l| l.sub_level_id == sub) {
                 Some(l) => l.ssts.push(s),
@@ -502,9 +800,13 @@ pub fn from_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Sta
     }
     hv.groups = groups.into_values().collect();
     m.hummock = Some(hv);
-    State::from_proto(m).map_err(|e| ParseError {
-        line: 0,
-        reason: format!("the export is not a consistent state: {e}"),
+    let state = State::from_proto(m)
+        .map_err(|e| ParseError::whole(format!("the export is not a consistent state: {e}")))?;
+    Ok(Parsed {
+        state,
+        ids,
+        generators,
+        in_use,
     })
 }
 
@@ -519,10 +821,7 @@ impl<'a> Line<'a> {
         Line { n, v }
     }
     fn err(&self, reason: String) -> ParseError {
-        ParseError {
-            line: self.n,
-            reason,
-        }
+        ParseError::at(self.n, reason)
     }
     fn field(&self, k: &str) -> Result<&'a Value, ParseError> {
         self.v

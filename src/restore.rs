@@ -145,6 +145,7 @@ pub async fn plan(
             None => {
                 return Err(Error::OutOfRange {
                     requested: "latest".into(),
+                    from: "the repo".into(),
                     ranges: format_ranges(&ranges),
                 })
             }
@@ -194,6 +195,7 @@ pub async fn plan(
         }
         return Err(Error::OutOfRange {
             requested: format!("{target_epoch} ({})", epoch::format(target_epoch)),
+            from: "the repo".into(),
             ranges: ranges_text,
         });
     }

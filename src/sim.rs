@@ -37,6 +37,10 @@ pub const DEFAULT_START_MS: u64 = 1_767_225_600_000;
 /// The compaction groups every cluster starts with (state tables, materialized views).
 pub const STATIC_GROUPS: [u64; 2] = [2, 3];
 pub const ROOT_USER: u32 = 1;
+/// Worker ids the simulator gives stay at or below this, so that ids above it are free for
+/// the new meta nodes of an import (`import --initial-cluster 1001=...`, as the README
+/// shows).
+pub const MAX_WORKER_ID: u32 = 999;
 const MAX_LEVEL: u32 = 6;
 
 /// Simulation knobs. Every field states its default.
@@ -826,13 +830,19 @@ impl Simulator {
                 out.push(change(Kind::RemoveWorker(*id)));
             }
         } else {
-            let id = self.state.workers.keys().max().copied().unwrap_or(0) + 1;
-            out.push(change(Kind::AddWorker(WorkerNode {
-                id,
-                host: format!("10.0.{}.{}", id / 250, id % 250),
-                port: 5688,
-                worker_type: WorkerType::ComputeNode as i32,
-            })));
+            // One above the largest, else the lowest free id below the bound.
+            let next = self.state.workers.keys().max().copied().unwrap_or(0) + 1;
+            let free = Some(next)
+                .filter(|n| *n <= MAX_WORKER_ID)
+                .or_else(|| (1..=MAX_WORKER_ID).find(|i| !self.state.workers.contains_key(i)));
+            if let Some(id) = free {
+                out.push(change(Kind::AddWorker(WorkerNode {
+                    id,
+                    host: format!("10.0.{}.{}", id / 250, id % 250),
+                    port: 5688,
+                    worker_type: WorkerType::ComputeNode as i32,
+                })));
+            }
         }
     }
 
@@ -1408,4 +1418,43 @@ pub async fn run_with_repo(
         report.window_start = crate::retention::window_start(&m, m.newest_timeline()).unwrap_or(0);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Added compute nodes take ids at or below MAX_WORKER_ID, the lowest free one once
+    /// the largest is taken, and none when all are.
+    #[test]
+    fn worker_ids_stay_at_or_below_the_bound() {
+        let worker = |id| WorkerNode {
+            id,
+            host: "h".into(),
+            port: 1,
+            worker_type: WorkerType::ComputeNode as i32,
+        };
+        for free in [Some(500), None] {
+            let mut state = State::new(1);
+            for id in (1..=MAX_WORKER_ID).filter(|i| Some(*i) != free) {
+                state.workers.insert(id, worker(id));
+            }
+            let mut sim = Simulator::resume(SimConfig::default(), state);
+            let mut added = Vec::new();
+            for _ in 0..200 {
+                let mut out = Vec::new();
+                sim.cluster_change(&mut out);
+                for c in out {
+                    if let Some(Kind::AddWorker(w)) = &c.kind {
+                        added.push(w.id);
+                    }
+                }
+            }
+            assert!(added.iter().all(|id| *id <= MAX_WORKER_ID), "{added:?}");
+            match free {
+                Some(f) => assert!(added.contains(&f), "{added:?}"),
+                None => assert!(added.is_empty(), "{added:?}"),
+            }
+        }
+    }
 }

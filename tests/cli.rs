@@ -32,24 +32,21 @@ fn epoch_converts_the_guide_table_both_ways() {
 
 fn simulate(backend: Backend, dir: &Path) -> String {
     let repo = cli_repo(backend, dir);
-    let out = ok(&[
-        "simulate",
-        "--repo",
+    let truth = dir.join("truth");
+    let out = common::bin::simulate(
         &repo,
-        "--wal-dir",
-        dir.join("wal").to_str().unwrap(),
-        "--epochs",
-        "300",
-        "--seed",
-        "3",
-        "--snapshot-every",
-        "100",
-        "--truth-dir",
-        dir.join("truth").to_str().unwrap(),
-        "--truth-every",
-        "25",
-        "--no-sync",
-    ]);
+        dir,
+        300,
+        3,
+        &[
+            "--snapshot-every",
+            "100",
+            "--truth-dir",
+            truth.to_str().unwrap(),
+            "--truth-every",
+            "25",
+        ],
+    );
     assert!(out.contains("simulated 300 epochs"), "{out}");
     repo
 }

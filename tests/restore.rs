@@ -182,7 +182,11 @@ fn non_empty_targets_are_refused_unless_forced() {
         assert!(matches!(err, Error::TargetNotEmpty(_)));
         assert!(err.to_string().contains("--force"));
         assert!(d.path().join("store/something").exists());
-        dir_store.write(&state, true).await.unwrap();
+        // A file no meta store holds: --force alone leaves it, --force-clear removes it.
+        let err = dir_store.write(&state, true).await.unwrap_err();
+        assert!(err.to_string().contains("--force-clear"), "{err}");
+        assert!(d.path().join("store/something").exists());
+        dir_store.write_with(&state, true, true).await.unwrap();
         assert!(!d.path().join("store/something").exists());
         assert_eq!(dir_store.read().await.unwrap(), state);
 

@@ -125,6 +125,13 @@ pub enum ApplyError {
     WorkerNotFound { id: u32 },
 }
 
+/// What [`State::check_loaded`] found at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Catalog(u32),
+    User(u32),
+}
+
 /// One primitive mutation's inverse.
 enum Undo {
     Catalog(u32, Option<CatalogObject>),
@@ -657,6 +664,28 @@ impl State {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Checks a state loaded whole (an import, a store read back) for what applying its
+    /// history keeps true and [`State::from_proto`] does not check: every catalog object's
+    /// kind, owner, database, schema, dependencies and name, and every user's name. The
+    /// error names the object at fault.
+    pub fn check_loaded(&self) -> Result<(), (Subject, ApplyError)> {
+        for o in self.catalog.values() {
+            self.check_catalog(o)
+                .map_err(|e| (Subject::Catalog(o.id), e))?;
+        }
+        let mut names = std::collections::HashMap::new();
+        for u in self.users.values() {
+            if let Some(existing) = names.insert(u.name.as_str(), u.id) {
+                let e = ApplyError::UserNameTaken {
+                    name: u.name.clone(),
+                    existing,
+                };
+                return Err((Subject::User(u.id), e));
+            }
+        }
+        Ok(())
     }
 
     /// Inserts a catalog object, maintaining the indexes. The caller has validated it.

@@ -8,7 +8,7 @@
 mod apply;
 mod hummock;
 
-pub use apply::ApplyError;
+pub use apply::{ApplyError, Subject};
 pub use hummock::{Group, Level0, SstLoc, Version};
 
 use std::collections::{BTreeMap, HashMap};

@@ -93,9 +93,11 @@ pub(crate) fn state_from_lines(store: &str, lines: Vec<serde_json::Value>) -> Re
 }
 
 /// The state a native meta store directory (CHECKPOINT plus WAL) holds, read without
-/// taking its lock or changing it: the checkpoint with every complete local batch after it
-/// whose epoch is at most `at_epoch` (default: all). Records the archiver already shipped
-/// and deleted are not here; read those from the repo.
+/// taking its lock or changing it: the checkpoint (or, without one, an empty state) with
+/// every complete local batch after it whose epoch is at most `at_epoch` (default: all).
+/// An epoch before the checkpoint or after the newest record is refused, and so is one
+/// the directory cannot give whole because records after the checkpoint were archived
+/// and deleted locally: read those from the repo.
 pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
     if !dir.is_dir() {
         return Err(Error::NotFound(format!(
@@ -103,22 +105,37 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
             dir.display()
         )));
     }
-    let mut state = snapshot::read_checkpoint(dir)?.unwrap_or_else(|| State::new(1));
-    if let Some(e) = at_epoch.filter(|e| *e < state.epoch) {
-        return Err(Error::OutOfRange {
-            requested: e.to_string(),
-            ranges: format!(
-                "{} holds epochs from its checkpoint at {} on; export earlier epochs from the repo",
+    let checkpoint = snapshot::read_checkpoint(dir)?;
+    let segments = crate::wal::list_segments(dir)?;
+    let mut state = match (checkpoint, segments.first()) {
+        (Some(s), _) => s,
+        (None, Some(seg)) => State::new(seg.timeline),
+        (None, None) => {
+            return Err(Error::NotFound(format!(
+                "{} holds no metapitr WAL (no {} and no WAL segment); give the meta store's \
+                 directory, or export from the repo (--repo)",
                 dir.display(),
-                state.epoch
-            ),
-        });
-    }
-    let base = state.lsn;
-    for r in crate::wal::read_local_records(dir, base)? {
-        if at_epoch.is_some_and(|e| r.epoch > e) {
-            break;
+                snapshot::CHECKPOINT_FILE
+            )))
         }
+    };
+    let records = crate::wal::read_local_records(dir, state.lsn)?;
+    if let Some(e) = at_epoch {
+        let newest = records.last().map_or(state.epoch, |r| r.epoch);
+        if e < state.epoch || e > newest {
+            return Err(Error::OutOfRange {
+                requested: format!("{e} ({})", crate::epoch::format(e)),
+                from: format!("WAL directory {}", dir.display()),
+                ranges: format!(
+                    "{}, from its checkpoint to its newest record; export other epochs from \
+                     the repo (--repo)",
+                    crate::restore::format_ranges(&[(state.epoch, newest)])
+                ),
+            });
+        }
+    }
+    for r in records {
+        // Before the epoch test: the missing records may hold epochs up to the target.
         if r.lsn != state.lsn + 1 {
             return Err(Error::NotFound(format!(
                 "{}: records {}..{} were archived and removed locally; export from the repo \
@@ -127,6 +144,9 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
                 state.lsn + 1,
                 r.lsn - 1
             )));
+        }
+        if at_epoch.is_some_and(|e| r.epoch > e) {
+            break;
         }
         r.apply_to(&mut state)?;
     }
@@ -164,11 +184,11 @@ impl TargetStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
                 Err(e) => Err(Error::io(p, e)),
             },
-            TargetStore::Jsonl(p) => match std::fs::metadata(p) {
-                Ok(m) => Ok(m.len() == 0),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-                Err(e) => Err(Error::io(p, e)),
-            },
+            TargetStore::Jsonl(p) => Ok(match JsonlPath::of(p)? {
+                JsonlPath::File { len, .. } => len == 0,
+                // Written through, never replaced: nothing there is lost.
+                JsonlPath::Stream(_) => true,
+            }),
             TargetStore::Stdout => Ok(true),
             TargetStore::Sqlite(p) => sqlite::is_empty(p).await,
             TargetStore::Postgres(u) => postgres::is_empty(u).await,
@@ -177,14 +197,21 @@ impl TargetStore {
     }
 
     /// Writes a state into the target. A non-empty target is refused unless `force`, in
-    /// which case what it holds is replaced.
+    /// which case what it holds is replaced; a `dir:` target holding anything a meta store
+    /// does not is refused even then ([`Self::write_with`]).
     pub async fn write(&self, state: &State, force: bool) -> Result<()> {
+        self.write_with(state, force, false).await
+    }
+
+    /// [`Self::write`], where `force_clear` lets `force` clear a `dir:` target that holds
+    /// anything a meta store does not ([`Self::check_clearable`]).
+    pub async fn write_with(&self, state: &State, force: bool, force_clear: bool) -> Result<()> {
         match self {
             TargetStore::Sqlite(p) => return sqlite::write(p, state, force).await,
             TargetStore::Postgres(u) => return postgres::write(u, state, force).await,
             _ => {}
         }
-        self.make_room(force).await?;
+        self.make_room(force, force_clear).await?;
         match self {
             TargetStore::Dir(p) => {
                 let _lock = crate::wal::lock_dir(p)?;
@@ -215,7 +242,7 @@ impl TargetStore {
         crate::jsonl::redact(&mut lines);
         match self {
             TargetStore::Jsonl(p) => {
-                self.make_room(force).await?;
+                self.make_room(force, false).await?;
                 write_jsonl_file(p, &lines)
             }
             TargetStore::Stdout => write_stdout(&lines),
@@ -225,30 +252,94 @@ impl TargetStore {
         }
     }
 
-    /// Refuses a non-empty target unless `force`, in which case it is cleared.
-    async fn make_room(&self, force: bool) -> Result<()> {
+    /// Refuses a non-empty target unless `force`, in which case it is cleared (a `dir:`
+    /// target only if [`Self::check_clearable`]).
+    async fn make_room(&self, force: bool, force_clear: bool) -> Result<()> {
         if !self.is_empty().await? {
             if !force {
                 return Err(Error::TargetNotEmpty(self.to_string()));
             }
+            self.check_clearable(force_clear)?;
             self.clear().await?;
         }
         Ok(())
     }
 
-    /// Removes what the target holds.
+    /// Refuses, unless `force_clear`, a `dir:` target holding anything a meta store does
+    /// not (only `LOCK`, `CHECKPOINT`, `FORK`, their `.tmp` files and WAL segments belong),
+    /// so that `--force` never empties a directory given by mistake. Other targets pass.
+    pub fn check_clearable(&self, force_clear: bool) -> Result<()> {
+        let TargetStore::Dir(p) = self else {
+            return Ok(());
+        };
+        if force_clear {
+            return Ok(());
+        }
+        let rd = match std::fs::read_dir(p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(p, e)),
+        };
+        let mut foreign = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(p, e))?;
+            let file = ent
+                .file_type()
+                .map_err(|e| Error::io(ent.path(), e))?
+                .is_file();
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if !(file && is_meta_store_file(&name)) {
+                foreign.push(name);
+            }
+        }
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        foreign.sort();
+        const SHOWN: usize = 5;
+        let more = match foreign.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        Err(Error::InvalidInput(format!(
+            "{self} does not look like a meta store: it holds {}{more}, which a meta store \
+             does not; choose another directory, or pass --force-clear as well to delete \
+             everything in it",
+            foreign
+                .iter()
+                .take(SHOWN)
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Removes what the target holds; from a `dir:`, every entry but `LOCK`, each named on
+    /// stderr as it goes.
     async fn clear(&self) -> Result<()> {
         match self {
             TargetStore::Dir(p) => {
+                use std::io::Write;
                 // Refuse to clear a directory a live writer holds.
                 let lock = crate::wal::lock_dir(p)?;
+                let mut entries = Vec::new();
                 for ent in std::fs::read_dir(p).map_err(|e| Error::io(p, e))? {
                     let ent = ent.map_err(|e| Error::io(p, e))?;
-                    if ent.file_name() == crate::wal::LOCK_FILE {
-                        continue;
+                    if ent.file_name() != crate::wal::LOCK_FILE {
+                        let dir = ent.file_type().map_err(|e| Error::io(ent.path(), e))?;
+                        entries.push((ent.path(), dir.is_dir()));
                     }
-                    let path = ent.path();
-                    let r = if path.is_dir() {
+                }
+                entries.sort();
+                for (path, is_dir) in entries {
+                    // Told, not required: a closed stderr does not stop the clearing.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "removing {}{}",
+                        path.display(),
+                        if is_dir { "/ and everything in it" } else { "" }
+                    );
+                    let r = if is_dir {
                         std::fs::remove_dir_all(&path)
                     } else {
                         std::fs::remove_file(&path)
@@ -258,18 +349,20 @@ impl TargetStore {
                 drop(lock);
                 Ok(())
             }
-            TargetStore::Jsonl(p) => std::fs::remove_file(p).map_err(|e| Error::io(p, e)),
-            TargetStore::Stdout => Ok(()),
+            // The write replaces the file whole (or writes through a device or FIFO):
+            // removing it first would lose it if the write failed, and would remove a
+            // symlink rather than what it points to.
+            TargetStore::Jsonl(_) | TargetStore::Stdout => Ok(()),
             TargetStore::Sqlite(p) => sqlite::clear(p).await,
             TargetStore::Postgres(u) => postgres::clear(u).await,
             TargetStore::Etcd(e) => e.clear().await,
         }
     }
 
-    /// Reads back the state the target holds.
-    pub async fn read(&self) -> Result<State> {
-        match self {
-            TargetStore::Dir(p) => read_wal_dir(p, None),
+    /// Reads an export back from a JSONL file or stdin (import): its end line must cover
+    /// it, unless `allow_untrailed` lets a format_version 1 export, which has none, in.
+    pub fn read_export(&self, allow_untrailed: bool) -> Result<State> {
+        let (what, parsed) = match self {
             TargetStore::Jsonl(p) => {
                 let f = std::fs::File::open(p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => {
@@ -277,11 +370,33 @@ impl TargetStore {
                     }
                     _ => Error::io(p, e),
                 })?;
-                crate::jsonl::read(std::io::BufReader::new(f))
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", p.display())))
+                let r = std::io::BufReader::new(f);
+                (
+                    p.display().to_string(),
+                    crate::jsonl::read(r, allow_untrailed),
+                )
             }
-            TargetStore::Stdout => crate::jsonl::read(std::io::stdin().lock())
-                .map_err(|e| Error::InvalidInput(format!("<stdin>: {e}"))),
+            TargetStore::Stdout => (
+                "<stdin>".to_string(),
+                crate::jsonl::read(std::io::stdin().lock(), allow_untrailed),
+            ),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "an export is read from a JSONL file or stdin, not {other}"
+                )))
+            }
+        };
+        parsed.map_err(|source| Error::Export {
+            what: format!("export {what}"),
+            source,
+        })
+    }
+
+    /// Reads back the state the target holds.
+    pub async fn read(&self) -> Result<State> {
+        match self {
+            TargetStore::Dir(p) => read_wal_dir(p, None),
+            TargetStore::Jsonl(_) | TargetStore::Stdout => self.read_export(false),
             TargetStore::Sqlite(p) => sqlite::read(p).await,
             TargetStore::Postgres(u) => postgres::read(u).await,
             TargetStore::Etcd(e) => state_from_lines(&e.to_string(), e.read().await?),
@@ -295,20 +410,124 @@ fn write_stdout(lines: &[serde_json::Value]) -> Result<()> {
     crate::jsonl::write_lines(lines, &mut lock).map_err(|e| Error::io("<stdout>", e))
 }
 
-/// Writes the export to a temporary file, syncs it and renames it into place.
-fn write_jsonl_file(p: &Path, lines: &[serde_json::Value]) -> Result<()> {
-    if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+/// Whether a meta store directory holds files named so (see [`TargetStore::check_clearable`]).
+fn is_meta_store_file(name: &str) -> bool {
+    let base = name.strip_suffix(".tmp").unwrap_or(name);
+    name == crate::wal::LOCK_FILE
+        || base == snapshot::CHECKPOINT_FILE
+        || base == crate::timeline::FORK_FILE
+        || crate::wal::is_segment_name(name)
+}
+
+/// What a `jsonl:` path (or `export -o PATH`) names, symlinks followed.
+#[derive(Debug, PartialEq, Eq)]
+enum JsonlPath {
+    /// A regular file, or nothing yet (`len` 0), at this path with every symlink resolved:
+    /// written to a temporary file beside it and renamed over it.
+    File { path: PathBuf, len: u64 },
+    /// A character device (`/dev/null`, a terminal) or a FIFO: written through, never
+    /// replaced.
+    Stream(PathBuf),
+}
+
+impl JsonlPath {
+    fn of(p: &Path) -> Result<JsonlPath> {
+        // As many links as Linux follows in one path (MAXSYMLINKS).
+        const MAX_LINKS: usize = 40;
+        let mut cur = p.to_path_buf();
+        for _ in 0..=MAX_LINKS {
+            let m = match std::fs::symlink_metadata(&cur) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(JsonlPath::File { path: cur, len: 0 })
+                }
+                Err(e) => return Err(Error::io(&cur, e)),
+            };
+            let t = m.file_type();
+            if t.is_symlink() {
+                let to = std::fs::read_link(&cur).map_err(|e| Error::io(&cur, e))?;
+                cur = match cur.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+                continue;
+            }
+            if t.is_file() {
+                return Ok(JsonlPath::File {
+                    path: cur,
+                    len: m.len(),
+                });
+            }
+            if is_stream(&t) {
+                return Ok(JsonlPath::Stream(cur));
+            }
+            let what = if t.is_dir() {
+                "a directory"
+            } else {
+                "a special file (neither a regular file, a character device nor a FIFO)"
+            };
+            return Err(Error::InvalidInput(format!(
+                "{} is {what}; an export goes to a file path, a FIFO, a character device such \
+                 as /dev/null, or - for stdout",
+                p.display()
+            )));
+        }
+        Err(Error::InvalidInput(format!(
+            "{}: more than {MAX_LINKS} symlinks to follow; point it at the file directly",
+            p.display()
+        )))
     }
-    let tmp = p.with_extension("jsonl.tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = std::io::BufWriter::new(f);
-    crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&tmp, e))?;
-    w.into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, p).map_err(|e| Error::io(p, e))
+}
+
+#[cfg(unix)]
+fn is_stream(t: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    t.is_char_device() || t.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_stream(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// Writes the export to a regular file the safe way (a temporary file beside it, synced,
+/// renamed over it, the directory synced), or through a device or FIFO. Never replaces
+/// a symlink (its target is written) nor a special file.
+fn write_jsonl_file(p: &Path, lines: &[serde_json::Value]) -> Result<()> {
+    let path = match JsonlPath::of(p)? {
+        JsonlPath::Stream(path) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            let mut w = std::io::BufWriter::new(f);
+            return crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&path, e));
+        }
+        JsonlPath::File { path, .. } => path,
+    };
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut b = tempfile::Builder::new();
+    b.prefix(".metapitr-export-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The mode File::create gives (the umask decides), not a temporary file's 0600.
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    // Removed when dropped, so a failed write leaves nothing behind.
+    let tmp = b.tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut w = std::io::BufWriter::new(tmp);
+    crate::jsonl::write_lines(lines, &mut w).map_err(|e| Error::io(&path, e))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| Error::io(&path, e.into_error()))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    crate::wal::fsync_dir(&dir)
 }
 
 /// Re-initialises cluster membership for a new cluster, as `databend-metactl import

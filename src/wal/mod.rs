@@ -76,6 +76,11 @@ pub fn segment_file_name(timeline: u32, first_lsn: u64, sealed: bool) -> String 
     )
 }
 
+/// Whether `name` is a segment file's name (sealed or active).
+pub fn is_segment_name(name: &str) -> bool {
+    parse_segment_name(name).is_some()
+}
+
 fn parse_segment_name(name: &str) -> Option<(u32, u64, bool)> {
     let (stem, sealed) = match name.strip_suffix(".wal.open") {
         Some(s) => (s, false),

@@ -60,3 +60,30 @@ pub fn fails(args: &[&str], code: i32) -> String {
     assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
     err
 }
+
+/// Runs `metapitr simulate --repo REPO --wal-dir DIR/wal --epochs N --seed S --no-sync`
+/// with `extra` flags (snapshots, truth files), which must succeed; returns its stdout.
+pub fn simulate(
+    repo: &str,
+    dir: &std::path::Path,
+    epochs: u64,
+    seed: u64,
+    extra: &[&str],
+) -> String {
+    let wal = dir.join("wal");
+    let (epochs, seed) = (epochs.to_string(), seed.to_string());
+    let mut args = vec![
+        "simulate",
+        "--repo",
+        repo,
+        "--wal-dir",
+        wal.to_str().unwrap(),
+        "--epochs",
+        &epochs,
+        "--seed",
+        &seed,
+        "--no-sync",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
