@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::human_bytes;
 use crate::clock;
 use crate::epoch;
 use crate::error::{Error, Result};
 use crate::jsonl;
+use crate::progress::human_bytes;
 use crate::repo::Repo;
 use crate::restore::{self, Target};
 use crate::retention::Policy;

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::model::ApplyError;
-
 /// What a caller should do about an [`Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -27,6 +25,9 @@ pub enum ErrorKind {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A cause kept whole (its type and its own sources), from a layer this one does not name.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid input: {0}")]
@@ -36,8 +37,9 @@ pub enum Error {
     Apply {
         lsn: u64,
         epoch: u64,
+        /// The model's reason (for today's model, `model::ApplyError`).
         #[source]
-        source: ApplyError,
+        source: BoxError,
     },
 
     #[error(
@@ -47,7 +49,7 @@ pub enum Error {
         epoch: u64,
         index: usize,
         #[source]
-        source: ApplyError,
+        source: BoxError,
     },
 
     #[error("corrupt {what} at byte offset {offset}: {reason}")]
@@ -113,8 +115,10 @@ pub enum Error {
     #[error("{what}: {source}")]
     Export {
         what: String,
+        /// What to do: `Corruption` or `InvalidInput`.
+        kind: ErrorKind,
         #[source]
-        source: crate::jsonl::ParseError,
+        source: BoxError,
     },
 
     #[error("target {0} is not empty; choose an empty target or pass --force to overwrite it")]
@@ -154,7 +158,7 @@ impl Error {
                 },
             },
             Error::MetaStore { kind, .. } | Error::Archive { kind, .. } => *kind,
-            Error::Export { source, .. } => source.kind,
+            Error::Export { kind, .. } => *kind,
             Error::Poisoned(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -669,10 +669,10 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
                 once(&l, "compaction group", Some(id))?;
                 uses(IdCategory::CompactionGroup, id, "compaction group", n);
                 let max_level = l.u32("max_level")?;
-                if max_level > crate::snapshot::MAX_GROUP_LEVELS {
+                if max_level > crate::model::MAX_GROUP_LEVELS {
                     return Err(l.err(format!(
                         "compaction group {id} has {max_level} levels, more than {}",
-                        crate::snapshot::MAX_GROUP_LEVELS
+                        crate::model::MAX_GROUP_LEVELS
                     )));
                 }
                 let g = pb::CompactionGroup {
@@ -752,8 +752,8 @@ fn parse_lines(lines: impl IntoIterator<Item = (usize, Value)>) -> Result<Parsed
     }
     // Empty levels are allocated per group: bound them by what the export holds.
     let levels: u64 = groups.values().map(|g| u64::from(g.max_level)).sum();
-    let allowed = crate::snapshot::GROUP_LEVELS_FLOOR
-        + crate::snapshot::GROUP_LEVELS_PER_BYTE * lines_seen as u64;
+    let allowed =
+        crate::model::GROUP_LEVELS_FLOOR + crate::model::GROUP_LEVELS_PER_BYTE * lines_seen as u64;
     if levels > allowed {
         return Err(ParseError::whole(format!(
             "the compaction groups have {levels} levels together, more than {allowed} for an \

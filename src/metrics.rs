@@ -387,7 +387,7 @@ impl ArchiverMetrics {
     pub fn observe_manifest(&self, m: &Manifest) {
         let tl = self.timeline.unwrap_or_else(|| m.newest_timeline());
         let (lsn, ep) = m.timeline(tl).map_or((0, 0), |t| t.last());
-        let ranges = crate::restore::restorable_ranges(m, tl);
+        let ranges = crate::manifest::restorable_ranges(m, tl);
         let window = match (ranges.first(), ranges.last()) {
             (Some(f), Some(l)) => Some((f.0, l.1)),
             _ => None,

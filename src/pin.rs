@@ -27,12 +27,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use roaring::RoaringTreemap;
 
-use crate::archive::{self, ArchivedSegment};
 use crate::codec::{self, le4, le8, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{change, group_delta::Delta, Change, Manifest, PinSetRef, SnapshotEntry};
+use crate::model::pb::{Change, Manifest, PinSetRef, SnapshotEntry};
 use crate::repo::Repo;
 use crate::restore::{self, Target};
+use crate::segments::ArchivedSegment;
 use crate::snapshot;
 use crate::wal::Record;
 
@@ -53,21 +53,7 @@ pub fn pin_key(r: &PinSetRef) -> String {
     )
 }
 
-/// The SST object ids a change inserts into the version (O(SSTs in the change)).
-pub fn inserted_objects(c: &Change) -> impl Iterator<Item = u64> + '_ {
-    let deltas = match &c.kind {
-        Some(change::Kind::HummockDelta(d)) => d.group_deltas.as_slice(),
-        _ => &[],
-    };
-    deltas.iter().flat_map(|g| {
-        let ssts = match &g.delta {
-            Some(Delta::NewL0SubLevel(n)) => n.ssts.as_slice(),
-            Some(Delta::IntraLevel(i)) => i.inserted_ssts.as_slice(),
-            _ => &[],
-        };
-        ssts.iter().map(|s| s.object_id)
-    })
-}
+pub use crate::model::inserted_objects;
 
 impl PinSet {
     pub fn is_pinned(&self, object_id: u64) -> bool {
@@ -390,11 +376,11 @@ pub async fn for_each_record(
     upto: u64,
     mut f: impl FnMut(&Record) -> Result<()>,
 ) -> Result<()> {
-    let segs = archive::segment_entries(repo, m, timeline, after, u64::MAX).await?;
+    let segs = crate::segments::segment_entries(repo, m, timeline, after, u64::MAX).await?;
     let wanted: Vec<_> = segs.into_iter().filter(|s| s.first_lsn <= upto).collect();
     let mut fetches = futures::stream::iter(wanted.into_iter().map(|s| {
         let repo = repo.clone();
-        async move { archive::fetch_segment(&repo, &s).await }
+        async move { crate::segments::fetch_segment(&repo, &s).await }
     }))
     .buffered(restore::FETCH_CONCURRENCY);
     while let Some(records) = fetches.next().await {

@@ -280,7 +280,7 @@ impl Recorder {
             .map_err(|(index, source)| Error::InvalidBatch {
                 epoch,
                 index,
-                source,
+                source: Box::new(source),
             })?;
         let durable = match self.wal.append(epoch, &changes) {
             Ok(f) => f,

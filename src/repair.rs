@@ -160,7 +160,7 @@ pub async fn run(repo: &Repo, dry_run: bool) -> Result<Report> {
         }
         let z = repo.get(&s.key).await?;
         let data = codec::decompress(&z, &s.key)?;
-        let (mut entry, ids, inserted) = archive::summarize(&data, &s.key)?;
+        let (mut entry, ids, inserted) = crate::segments::summarize(&data, &s.key)?;
         entry.stored_size = z.len() as u64;
         entry.archived_at_ms = repo.clock().now_ms();
         entry.writer_epoch = s.writer_epoch;

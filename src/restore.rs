@@ -5,7 +5,6 @@
 use futures::StreamExt;
 use tracing::info;
 
-use crate::archive;
 use crate::epoch;
 use crate::error::{Error, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
@@ -76,49 +75,7 @@ impl Plan {
     }
 }
 
-/// The epoch ranges of a timeline that a restore can reach, merged and in order.
-pub fn restorable_ranges(m: &Manifest, timeline: u32) -> Vec<(u64, u64)> {
-    let mut ranges = Vec::new();
-    let tl = m.timeline(timeline);
-    let (last_lsn, last_epoch) = tl.map_or((0, 0), |t| t.last());
-    let first = tl.and_then(|t| t.first_archived());
-    if let (Some(t), Some((first_lsn, first_epoch))) = (tl, first) {
-        if t.parent == 0 && first_lsn == 1 {
-            ranges.push((first_epoch, last_epoch));
-        }
-    }
-    for s in m.snapshots.iter().filter(|s| s.timeline == timeline) {
-        let chained = first.is_some_and(|(f, _)| s.lsn + 1 >= f) && s.lsn <= last_lsn;
-        let end = if chained {
-            last_epoch.max(s.max_committed_epoch)
-        } else {
-            s.max_committed_epoch
-        };
-        ranges.push((s.max_committed_epoch, end));
-    }
-    ranges.sort();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (a, b) in ranges {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    merged
-}
-
-pub fn format_ranges(ranges: &[(u64, u64)]) -> String {
-    if ranges.is_empty() {
-        return "nothing (the repo holds no snapshot and no WAL from the first record; a meta \
-                node's directory can give it a base again: metapitr snapshot create --wal-dir DIR)"
-            .into();
-    }
-    ranges
-        .iter()
-        .map(|(a, b)| format!("[{a} ({}), {b} ({})]", epoch::format(*a), epoch::format(*b)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use crate::manifest::{format_ranges, restorable_ranges};
 
 /// Resolves a target against the manifest and decides what to read.
 pub async fn plan(
@@ -214,7 +171,8 @@ pub async fn plan(
         .max_by_key(|s| (s.lsn, s.max_committed_epoch))
         .cloned();
     let base_lsn = snapshot.as_ref().map_or(0, |s| s.lsn);
-    let segments = archive::segment_entries(repo, m, timeline, base_lsn, target_epoch).await?;
+    let segments =
+        crate::segments::segment_entries(repo, m, timeline, base_lsn, target_epoch).await?;
     if let Some(first) = segments.first() {
         if first.first_lsn > base_lsn + 1 {
             return Err(Error::NotFound(format!(
@@ -269,7 +227,7 @@ pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Resul
     let _fetcher = AbortOnDrop(tokio::spawn(async move {
         let mut fetches = futures::stream::iter(segments.into_iter().map(|s| {
             let repo = from.clone();
-            async move { archive::fetch_segment(&repo, &s).await }
+            async move { crate::segments::fetch_segment(&repo, &s).await }
         }))
         .buffered(FETCH_CONCURRENCY);
         while let Some(records) = fetches.next().await {
@@ -367,7 +325,7 @@ pub async fn as_recorded(
 /// Refuses a plan whose target is older than the retention window (its SSTs may already be
 /// gone), unless it restores exactly a snapshot marked keep, whose objects stay pinned.
 pub fn check_window(m: &Manifest, plan: &Plan) -> Result<()> {
-    let Some(start) = crate::retention::window_start(m, plan.timeline) else {
+    let Some(start) = crate::manifest::window_start(m, plan.timeline) else {
         return Ok(());
     };
     let keep_exact = plan

@@ -9,7 +9,6 @@
 //! manifest version that removes the expired entries, so no object is ever unpinned while
 //! a restorable epoch still needs it; objects are deleted only after that version exists.
 
-use crate::archive;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
@@ -223,7 +222,7 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             .copied()
             .collect();
         let expired_segs: Vec<SegmentEntry> =
-            archive::segment_entries(repo, &m, timeline, 0, u64::MAX)
+            crate::segments::segment_entries(repo, &m, timeline, 0, u64::MAX)
                 .await?
                 .into_iter()
                 .filter(|s| s.last_lsn <= base.lsn)
@@ -408,11 +407,4 @@ pub async fn set_keep(repo: &Repo, id: u64, keep: bool) -> Result<SnapshotEntry>
     }
 }
 
-/// The start of the retention window of a timeline (the pin set's first epoch), if a pin
-/// set exists.
-pub fn window_start(m: &Manifest, timeline: u32) -> Option<u64> {
-    m.pins
-        .iter()
-        .find(|p| p.timeline == timeline)
-        .map(|p| p.from_epoch)
-}
+pub use crate::manifest::window_start;

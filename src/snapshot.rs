@@ -33,15 +33,7 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<State> {
     decode_payload(&payload, what)
 }
 
-/// The most levels a compaction group of a snapshot may have (Hummock uses a handful).
-/// Loading a group allocates its levels, so the count is checked first.
-pub const MAX_GROUP_LEVELS: u32 = 1024;
-/// The levels of all compaction groups together may number at most this many per byte of
-/// snapshot body, plus [`GROUP_LEVELS_FLOOR`]: a group costs at least four bytes to encode,
-/// so no group of up to 32 levels ever hits this bound.
-pub const GROUP_LEVELS_PER_BYTE: u64 = 8;
-/// Levels allowed in any snapshot, however small its body.
-pub const GROUP_LEVELS_FLOOR: u64 = 4096;
+pub use crate::model::{GROUP_LEVELS_FLOOR, GROUP_LEVELS_PER_BYTE, MAX_GROUP_LEVELS};
 
 /// Decodes a snapshot payload (an envelope, not compressed).
 pub(crate) fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
@@ -187,7 +179,7 @@ pub async fn reseed_from_checkpoint(
             return Ok(None);
         };
         let end = tl.last().1;
-        let restorable = crate::restore::restorable_ranges(&m, state.timeline)
+        let restorable = crate::manifest::restorable_ranges(&m, state.timeline)
             .iter()
             .any(|(a, b)| (*a..=*b).contains(&end));
         let same = |s: &&SnapshotEntry| s.timeline == state.timeline && s.lsn == state.lsn;
@@ -250,8 +242,7 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
                 )));
             }
             // The snapshot the restorable window starts from: nothing older is restorable.
-            let base =
-                crate::retention::window_start(&m, s.timeline) == Some(s.max_committed_epoch);
+            let base = crate::manifest::window_start(&m, s.timeline) == Some(s.max_committed_epoch);
             if base {
                 return Err(Error::InvalidInput(format!(
                     "snapshot {id} is where the retention window starts; deleting it would shrink the restorable window below the policy. Pass --force to delete it anyway"
@@ -302,8 +293,8 @@ fn refuse_shrinking(repo: &Repo, m: &Manifest, ids: &[u64]) -> Result<()> {
     timelines.sort_unstable();
     timelines.dedup();
     for tl in timelines {
-        let now = crate::restore::restorable_ranges(m, tl);
-        let then = crate::restore::restorable_ranges(&after, tl);
+        let now = crate::manifest::restorable_ranges(m, tl);
+        let then = crate::manifest::restorable_ranges(&after, tl);
         let covered = |(a, b): &(u64, u64)| then.iter().any(|(x, y)| x <= a && b <= y);
         if let Some(lost) = now.iter().find(|r| !covered(r)) {
             return Err(Error::InvalidInput(format!(
@@ -316,8 +307,8 @@ fn refuse_shrinking(repo: &Repo, m: &Manifest, ids: &[u64]) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 repo.url(),
-                crate::restore::format_ranges(std::slice::from_ref(lost)),
-                crate::restore::format_ranges(&then)
+                crate::manifest::format_ranges(std::slice::from_ref(lost)),
+                crate::manifest::format_ranges(&then)
             )));
         }
     }

@@ -12,7 +12,7 @@
 //! - the first segment starts right after the timeline's fork lsn (lsn 1 on the first
 //!   timeline), or a snapshot on the timeline covers what is missing before it.
 //!
-//! A segment's contents are checked by [`archive::fetch_segment`] (zstd checksum, size and
+//! A segment's contents are checked by [`crate::segments::fetch_segment`] (zstd checksum, size and
 //! crc32 against the manifest, every record's crc32, lsn range) plus the epochs of its
 //! records against its entry.
 
@@ -22,7 +22,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::archive;
 use crate::codec::{self, Kind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::pb::{
@@ -159,7 +158,7 @@ impl Check {
     async fn run(&self, repo: &Repo) -> Result<()> {
         match self {
             Check::Segment(e) => {
-                let records = archive::fetch_segment(repo, e).await?;
+                let records = crate::segments::fetch_segment(repo, e).await?;
                 check_epochs(e, &records)
             }
             Check::Snapshot(s) => snapshot::fetch(repo, s).await.map(|_| ()),
@@ -439,7 +438,7 @@ pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report>
             report.index_chunks += 1;
             report.objects_read += 1;
             report.bytes_read += listed.get(&key).copied().unwrap_or(c.object_size);
-            match archive::fetch_index_chunk(repo, tl.id, c).await {
+            match crate::segments::fetch_index_chunk(repo, tl.id, c).await {
                 Ok(entries) => {
                     chunk_members.push((tl.id, *c, key, entries.iter().map(|e| e.key()).collect()));
                     for e in entries {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::apply::ApplyError;
+use super::error::ApplyError;
 use super::pb;
 use super::SstableInfo;
 

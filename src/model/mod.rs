@@ -6,9 +6,11 @@
 //! give the same state.
 
 mod apply;
+mod error;
 mod hummock;
 
-pub use apply::{ApplyError, Subject};
+pub use apply::Subject;
+pub use error::{ApplyError, GROUP_LEVELS_FLOOR, GROUP_LEVELS_PER_BYTE, MAX_GROUP_LEVELS};
 pub use hummock::{Group, Level0, SstLoc, Version};
 
 use std::collections::{BTreeMap, HashMap};
@@ -230,4 +232,20 @@ impl State {
     pub fn catalog_of(&self, kind: CatalogKind) -> impl Iterator<Item = &CatalogObject> {
         self.catalog.values().filter(move |o| o.kind() == kind)
     }
+}
+
+/// The SST object ids a change inserts into the version (O(SSTs in the change)).
+pub fn inserted_objects(c: &Change) -> impl Iterator<Item = u64> + '_ {
+    let deltas = match &c.kind {
+        Some(change::Kind::HummockDelta(d)) => d.group_deltas.as_slice(),
+        _ => &[],
+    };
+    deltas.iter().flat_map(|g| {
+        let ssts = match &g.delta {
+            Some(pb::group_delta::Delta::NewL0SubLevel(n)) => n.ssts.as_slice(),
+            Some(pb::group_delta::Delta::IntraLevel(i)) => i.inserted_ssts.as_slice(),
+            _ => &[],
+        };
+        ssts.iter().map(|s| s.object_id)
+    })
 }

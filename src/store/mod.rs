@@ -387,8 +387,9 @@ impl TargetStore {
             }
         };
         parsed.map_err(|source| Error::Export {
+            kind: source.kind,
             what: format!("export {what}"),
-            source,
+            source: Box::new(source),
         })
     }
 

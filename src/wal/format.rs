@@ -122,7 +122,7 @@ impl Record {
             .map_err(|source| Error::Apply {
                 lsn: self.lsn,
                 epoch: self.epoch,
-                source,
+                source: Box::new(source),
             })
     }
 }
