@@ -148,11 +148,11 @@ impl EtcdAuthArg {
             return Ok(store);
         }
         let settings = ctx.settings(&self.flags())?;
-        let store = store.with_network(settings.network()?);
+        let store = store.with_network(settings.network.timeouts());
         if !matches!(store, TargetStore::Etcd(_)) {
             return Ok(store);
         }
-        Ok(store.with_etcd_auth(settings.etcd_credentials(self.etcd_auth)?))
+        Ok(store.with_etcd_auth(settings.etcd.credentials(self.etcd_auth)?))
     }
 }
 
@@ -842,13 +842,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             flags.push(("archive.poll_ms", poll_ms.map(|p| p.to_string())));
             flags.push(("archive.metrics_addr", metrics_addr.map(|a| a.to_string())));
             let settings = ctx.settings(&flags)?;
-            let poll_ms: u64 = settings.parsed("archive.poll_ms")?.unwrap_or(500);
+            let poll_ms = settings.archive.poll_ms;
             // From the environment or the file, a metrics address does not apply to --once.
-            let metrics_addr: Option<std::net::SocketAddr> = if once {
-                None
-            } else {
-                settings.parsed("archive.metrics_addr")?
-            };
+            let metrics_addr = settings.archive.metrics_addr.filter(|_| !once);
             let repo = open_settings_repo(&settings, true)?;
             // Bound before the timeline is claimed, so a bad address changes nothing.
             let metrics = match metrics_addr {
@@ -856,7 +852,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     let tl = dir_timeline(&wal_dir)?;
                     let clock = repo.clock().clone();
                     let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl)
-                        .with_max_lag(settings.duration("archive.health_max_lag")?);
+                        .with_max_lag(Some(settings.archive.health_max_lag));
                     let server = crate::metrics::serve(addr, m.clone()).await?;
                     let at = server.local_addr();
                     let _ = writeln!(std::io::stderr(), "serving metrics on http://{at}/metrics");
@@ -1343,20 +1339,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut flags = repo.flags();
             flags.extend(etcd.flags());
             let settings = ctx.settings(&flags)?;
-            let shown = settings.show();
+            let shown = settings.show()?;
             if json {
                 let v: Vec<serde_json::Value> = shown
                     .iter()
-                    .map(|(s, value, source)| {
+                    .map(|x| {
+                        let s = x.setting;
                         json!({
                             "key": s.key,
-                            "value": value,
-                            "source": source.map(|x| x.to_string()),
+                            "value": x.value,
+                            "source": x.source.map(|x| x.to_string()),
                             "secret": s.secret,
                             "flag": s.flag,
                             "env": s.env,
                             "fallback_env": s.fallback_env,
-                            "default": s.default,
+                            "default": x.default,
                             "help": s.help,
                         })
                     })
@@ -1373,13 +1370,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .file()
                     .map_or("none".to_string(), |p| p.display().to_string())
             );
-            let width = shown.iter().map(|(s, _, _)| s.key.len()).max().unwrap_or(0);
-            for (s, value, source) in &shown {
+            let width = shown.iter().map(|x| x.setting.key.len()).max().unwrap_or(0);
+            for x in &shown {
                 t.push_str(&format!(
                     "{:width$}  {}{}\n",
-                    s.key,
-                    value.as_deref().unwrap_or("(unset)"),
-                    source.map(|x| format!("  [{x}]")).unwrap_or_default()
+                    x.setting.key,
+                    x.value.as_deref().unwrap_or("(unset)"),
+                    x.source.map(|x| format!("  [{x}]")).unwrap_or_default()
                 ));
             }
             out(t.trim_end())
@@ -1458,7 +1455,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             flags.push(("retention.window", window));
             flags.push(("retention.keep_last", keep_last.map(|k| k.to_string())));
             let settings = ctx.settings(&flags)?;
-            let policy = settings.retention_policy()?;
+            let policy = settings.retention.policy();
             let repo = open_settings_repo(&settings, false)?;
             let r = crate::retention::apply(&repo, policy, dry_run, force).await?;
             out(format!(
@@ -1781,7 +1778,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
         crate::hummock::guard_storage(&mut state, loc, a.overwrite_hummock_storage_endpoint)?;
     }
     // Opened (a file storage created) only once the restore is known to go ahead.
-    let network = ctx.settings(&a.repo.flags())?.network()?;
+    let network = ctx.settings(&a.repo.flags())?.network.timeouts();
     let hummock = match hummock_location.as_deref() {
         Some(u) => Some(Repo::open_location(
             &RepoLocation {

@@ -1754,6 +1754,13 @@ fn config_show_states_every_setting_its_source_and_masks_secrets() {
     std::fs::write(&cfg, "[backup]\nstorage_ur = \"file:///x\"\n").unwrap();
     let err = fails(&["snapshot", "list", "--config", cfg.to_str().unwrap()], 2);
     assert!(err.contains("unknown setting backup.storage_ur"), "{err}");
+    // So is a value of the wrong type (a number for the repo URL), naming it and the file.
+    std::fs::write(&cfg, "[backup]\nstorage_url = 5\n").unwrap();
+    let err = fails(&["snapshot", "list", "--config", cfg.to_str().unwrap()], 2);
+    assert!(
+        err.contains("setting backup.storage_url = '5' (from file "),
+        "{err}"
+    );
 }
 
 /// Regressions found by walking through the runbook:
