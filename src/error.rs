@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-/// What a caller should do about an [`Error`].
+/// What a caller should do about an [`Error`]. New kinds may be added: match with a
+/// fallback arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The request itself is wrong (bad flag, epoch outside the restorable range,
     /// non-empty target, invalid change). Fix the input and retry.
@@ -28,7 +30,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A cause kept whole (its type and its own sources), from a layer this one does not name.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The detailed error. Callers decide what to do by [`Error::kind`]; variants may be
+/// added, so a match needs a fallback arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
