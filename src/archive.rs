@@ -431,7 +431,9 @@ pub async fn archive_dir(repo: &Repo, wal_dir: &Path) -> Result<ArchiveReport> {
     Ok(report)
 }
 
+/// Deletes a local segment that a manifest version lists (invariant 19).
 fn remove_local(p: &Path) -> Result<()> {
+    fail::fail_point!("archive::before_delete_local");
     match std::fs::remove_file(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

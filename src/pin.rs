@@ -160,6 +160,8 @@ impl PinSet {
             payload_crc32: crc,
         };
         repo.put_new(&pin_key(&r), Bytes::from(z)).await?;
+        // Every caller swaps the new pin set into the manifest next.
+        fail::fail_point!("pin::before_swap");
         Ok(r)
     }
 

@@ -809,6 +809,7 @@ impl Repo {
                 next.repo_id = format!("{:016x}", self.clock.now_ms() ^ 0x6d65_7461_7069_7472);
             }
             let key = manifest_key(next.version);
+            fail::fail_point!("repo::before_manifest_cas");
             match self.put_message(&key, Kind::Manifest, &next).await {
                 Ok(_) => {
                     // A version number freed by pruning can be created again by a writer
@@ -825,6 +826,7 @@ impl Repo {
                         cur = self.load_for_write().await?;
                         continue;
                     }
+                    fail::fail_point!("repo::after_manifest_cas");
                     *self.cached.lock().await = Some(next.clone());
                     self.mark_head(next.version).await;
                     if next.version > MANIFEST_KEEP && next.version % MANIFEST_KEEP == 0 {

@@ -303,17 +303,19 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
             continue;
         }
         // 3. Only now delete the objects nothing names any more.
-        for s in &expired_snaps {
-            repo.delete(&snapshot_entry_key(s)).await?;
-        }
-        for s in &expired_segs {
-            repo.delete(&s.key()).await?;
-        }
-        for first in expired_chunks {
-            repo.delete(&index_key(timeline, first)).await?;
-        }
-        if let Some(b) = base_ref.filter(|b| pin::pin_key(b) != pin::pin_key(&new_ref)) {
-            repo.delete(&pin::pin_key(&b)).await?;
+        let unnamed = expired_snaps
+            .iter()
+            .map(snapshot_entry_key)
+            .chain(expired_segs.iter().map(|s| s.key()))
+            .chain(expired_chunks.iter().map(|f| index_key(timeline, *f)))
+            .chain(
+                base_ref
+                    .filter(|b| pin::pin_key(b) != pin::pin_key(&new_ref))
+                    .map(|b| pin::pin_key(&b)),
+            );
+        for key in unnamed {
+            fail::fail_point!("retention::before_delete");
+            repo.delete(&key).await?;
         }
         return Ok(report);
     }

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::bin::ok;
-use metapitr::jsonl;
+use common::last_acked;
 use metapitr::repo::Repo;
 use metapitr::restore::{self, Target};
 use rand::{Rng, SeedableRng};
@@ -24,15 +23,6 @@ fn env_u64(k: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn last_acked(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]
@@ -112,39 +102,13 @@ fn killed_at_random_moments_nothing_acknowledged_is_lost() {
     rt.block_on(async {
         let m = repo.manifest().await.unwrap();
         assert_eq!(m.timelines.len(), 1, "a crash never starts a timeline");
-        let segs = metapitr::archive::segment_entries(&repo, &m, 1, 0, u64::MAX)
-            .await
-            .unwrap();
+        let segs = common::archive_chain(&repo, &m, 1).await;
         assert_eq!(segs.first().map(|s| s.first_lsn), Some(1));
-        for w in segs.windows(2) {
-            assert_eq!(
-                w[1].first_lsn,
-                w[0].last_lsn + 1,
-                "gap or overlap between {} and {}",
-                w[0].key(),
-                w[1].key()
-            );
-            assert!(w[1].first_epoch >= w[0].last_epoch);
-        }
-        let mut files: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&truth)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .map(|p| (p.file_stem().unwrap().to_str().unwrap().parse().unwrap(), p))
-            .collect();
-        files.sort();
+        let files = common::truth_files(&truth);
         assert!(files.len() > 10, "{} truth files", files.len());
         for _ in 0..12 {
             let (e, p) = &files[rng.random_range(0..files.len())];
-            let (_, state) = restore::materialize(&repo, None, Target::Epoch(*e))
-                .await
-                .unwrap();
-            let c = jsonl::compare(
-                &jsonl::to_string(&state),
-                &std::fs::read_to_string(p).unwrap(),
-            )
-            .unwrap();
-            assert!(c.matches(), "epoch {e} (seed {seed}): {c:?}");
+            common::assert_restores_truth(&repo, *e, p, &format!("seed {seed}")).await;
         }
         // The acknowledged end itself restores.
         let acked = last_acked(&acks);

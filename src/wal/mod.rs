@@ -537,6 +537,17 @@ impl Drop for Wal {
     }
 }
 
+/// The one fsync of a commit group; nothing of the group is acknowledged before it returns.
+fn sync_group(a: &ActiveSegment) -> std::result::Result<(), String> {
+    fail::fail_point!("wal::before_fsync", |_| Err(format!(
+        "fsync {}: injected failure (fail point wal::before_fsync)",
+        a.path.display()
+    )));
+    a.file
+        .sync_data()
+        .map_err(|e| format!("fsync {}: {e}", a.path.display()))
+}
+
 struct Writer {
     dir: PathBuf,
     timeline: u32,
@@ -604,14 +615,14 @@ impl Writer {
         }
         if result.is_ok() && !acks.is_empty() && self.opts.sync {
             if let Some(a) = &self.active {
-                result = a
-                    .file
-                    .sync_data()
-                    .map_err(|e| format!("fsync {}: {e}", a.path.display()));
+                result = sync_group(a);
             }
         }
         if let Err(e) = &result {
             self.failed.get_or_insert_with(|| e.clone());
+        }
+        if !acks.is_empty() {
+            fail::fail_point!("wal::after_fsync_before_ack");
         }
         for ack in acks {
             let _ = ack.send(

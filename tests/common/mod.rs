@@ -211,3 +211,61 @@ pub fn assert_matches(restored: &str, truth: &str, what: &str) {
         c.unexpected.iter().take(3).collect::<Vec<_>>()
     );
 }
+
+/// The truth files a `simulate --truth-dir DIR` run wrote, as (epoch, path), in epoch order.
+pub fn truth_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| (p.file_stem().unwrap().to_str().unwrap().parse().unwrap(), p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The newest epoch a `simulate --ack-log FILE` run acknowledged (0: none yet).
+pub fn last_acked(ack_log: &Path) -> u64 {
+    std::fs::read_to_string(ack_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Restores `epoch` from `repo` and asserts that it equals the truth file `truth`.
+pub async fn assert_restores_truth(repo: &Repo, epoch: u64, truth: &Path, what: &str) {
+    let (_, state) =
+        metapitr::restore::materialize(repo, None, metapitr::restore::Target::Epoch(epoch))
+            .await
+            .unwrap();
+    assert_matches(
+        &metapitr::jsonl::to_string(&state),
+        &std::fs::read_to_string(truth).unwrap(),
+        &format!("epoch {epoch} ({what})"),
+    );
+}
+
+/// The archived segment entries of `timeline`, checked to chain: no gap, no overlap, no
+/// epoch going back.
+pub async fn archive_chain(
+    repo: &Repo,
+    m: &metapitr::model::pb::Manifest,
+    timeline: u32,
+) -> Vec<metapitr::model::pb::SegmentEntry> {
+    let segs = metapitr::archive::segment_entries(repo, m, timeline, 0, u64::MAX)
+        .await
+        .unwrap();
+    for w in segs.windows(2) {
+        assert_eq!(
+            w[1].first_lsn,
+            w[0].last_lsn + 1,
+            "gap or overlap between {} and {}",
+            w[0].key(),
+            w[1].key()
+        );
+        assert!(w[1].first_epoch >= w[0].last_epoch);
+    }
+    segs
+}
