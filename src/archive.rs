@@ -148,10 +148,9 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
 /// more, since every new pin set extends the one the manifest names. Failures are logged
 /// and left to the next pass.
 async fn sweep_pins(repo: &Repo, current: &crate::model::pb::PinSetRef) {
-    let keep = crate::pin::pin_key(current);
-    let prefix = format!("pins/{:08}-", current.timeline);
+    let keep = crate::keys::pin_key(current);
     // LIST takes whole path segments: list pins/ and match the timeline's keys.
-    let keys = match repo.list("pins/").await {
+    let keys = match repo.list(crate::keys::PINS_PREFIX).await {
         Ok(k) => k,
         Err(e) => {
             warn!(error = %e, "cannot list old pin sets; leaving them for the next pass");
@@ -159,11 +158,10 @@ async fn sweep_pins(repo: &Repo, current: &crate::model::pb::PinSetRef) {
         }
     };
     for (key, _) in keys {
-        let Some(rest) = key.strip_prefix(&prefix) else {
+        let Some((timeline, to_lsn)) = crate::keys::parse_pin_key(&key) else {
             continue;
         };
-        let to_lsn = rest.split('-').next().and_then(|n| n.parse::<u64>().ok());
-        if key == keep || to_lsn.is_none_or(|l| l >= current.to_lsn) {
+        if timeline != current.timeline || key == keep || to_lsn >= current.to_lsn {
             continue;
         }
         if let Err(e) = repo.delete(&key).await {

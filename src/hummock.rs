@@ -15,15 +15,8 @@ use crate::error::{Error, Result};
 use crate::model::State;
 use crate::repo::Repo;
 
-pub const CHECKPOINT_KEY: &str = "checkpoint/0";
-
-pub fn object_key(object_id: u64) -> String {
-    format!("{object_id}.data")
-}
-
-fn object_id_of(key: &str) -> Option<u64> {
-    key.strip_suffix(".data")?.parse().ok()
-}
+use crate::keys::sst_object_id as object_id_of;
+pub use crate::keys::{sst_object_key as object_key, HUMMOCK_CHECKPOINT_KEY as CHECKPOINT_KEY};
 
 /// The bytes the simulator writes for an SST object: its id and a checksum, enough for a
 /// reader to tell the object is the one named.

@@ -16,6 +16,7 @@ pub mod faulty_store;
 pub mod fuzz;
 pub mod hummock;
 pub mod jsonl;
+pub mod keys;
 pub mod manifest;
 pub mod metrics;
 pub mod model;

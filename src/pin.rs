@@ -46,12 +46,7 @@ pub struct PinSet {
     pub keep: RoaringTreemap,
 }
 
-pub fn pin_key(r: &PinSetRef) -> String {
-    format!(
-        "pins/{:08}-{:020}-{:08x}.pin.zst",
-        r.timeline, r.to_lsn, r.payload_crc32
-    )
-}
+pub use crate::keys::pin_key;
 
 pub use crate::model::inserted_objects;
 

@@ -64,23 +64,12 @@ impl Unlisted {
     }
 }
 
-/// `wal/{timeline:08}/{first_lsn:020}[-{writer_epoch:010}].wal.zst`
-fn parse_segment_key(key: &str) -> Option<(u32, u64, u64)> {
-    let rest = key.strip_prefix("wal/")?.strip_suffix(".wal.zst")?;
-    let (tl, name) = rest.split_once('/')?;
-    let (lsn, we) = match name.split_once('-') {
-        Some((l, w)) => (l, w.parse().ok()?),
-        None => (name, 0),
-    };
-    Some((tl.parse().ok()?, lsn.parse().ok()?, we))
-}
-
 /// The WAL segments past each timeline's archived end, and the snapshots, that the repo
 /// holds but `m` does not list.
 pub async fn unlisted(repo: &Repo, m: &Manifest) -> Result<Unlisted> {
     let mut out = Unlisted::default();
-    for (key, size) in repo.list("wal/").await? {
-        let Some((timeline, first_lsn, writer_epoch)) = parse_segment_key(&key) else {
+    for (key, size) in repo.list(crate::keys::WAL_PREFIX).await? {
+        let Some((timeline, first_lsn, writer_epoch)) = crate::keys::parse_segment_key(&key) else {
             continue;
         };
         let end = m.timeline(timeline).map_or(0, |t| t.last().0);
@@ -98,8 +87,8 @@ pub async fn unlisted(repo: &Repo, m: &Manifest) -> Result<Unlisted> {
         .sort_by_key(|s| (s.timeline, s.first_lsn, s.writer_epoch));
     let listed: std::collections::BTreeSet<String> =
         m.snapshots.iter().map(snapshot_entry_key).collect();
-    for (key, _) in repo.list("snapshots/").await? {
-        if key.ends_with(".snap.zst") && !listed.contains(&key) {
+    for (key, _) in repo.list(crate::keys::SNAPSHOTS_PREFIX).await? {
+        if crate::keys::is_snapshot_key(&key) && !listed.contains(&key) {
             out.snapshots.push(key);
         }
     }

@@ -92,31 +92,11 @@ impl std::fmt::Debug for Repo {
     }
 }
 
-pub fn manifest_key(version: u64) -> String {
-    format!("manifest/{version:020}.mpm.zst")
-}
-
-fn manifest_version(key: &str) -> Option<u64> {
-    key.strip_prefix("manifest/")?
-        .strip_suffix(".mpm.zst")?
-        .parse()
-        .ok()
-}
-
-/// The head marker of a manifest version: an empty object, created after the version is
-/// written, whose key says that the version exists. A marker newer than every manifest
-/// object means the newest manifest was lost (deleted or never readable again): writing
-/// on would silently rewind the repo. See docs/format.md §3.
-pub fn head_key(version: u64) -> String {
-    format!("manifest/{version:020}.head")
-}
-
-fn head_version(key: &str) -> Option<u64> {
-    key.strip_prefix("manifest/")?
-        .strip_suffix(".head")?
-        .parse()
-        .ok()
-}
+pub use crate::keys::{
+    head_key, index_key, manifest_key, segment_key, segment_key_of, snapshot_entry_key,
+    snapshot_key,
+};
+use crate::keys::{head_version, manifest_version};
 
 /// What a LIST of `manifest/` says about the newest versions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,32 +127,6 @@ impl ManifestListing {
     pub fn lost(&self) -> Option<u64> {
         (self.head > self.newest).then_some(self.head)
     }
-}
-
-pub fn segment_key(timeline: u32, first_lsn: u64) -> String {
-    format!("wal/{timeline:08}/{first_lsn:020}.wal.zst")
-}
-
-/// The key of a segment archived by the timeline's writer of `writer_epoch` (0: a
-/// segment archived before writers were fenced, under the plain key).
-pub fn segment_key_of(timeline: u32, first_lsn: u64, writer_epoch: u64) -> String {
-    if writer_epoch == 0 {
-        segment_key(timeline, first_lsn)
-    } else {
-        format!("wal/{timeline:08}/{first_lsn:020}-{writer_epoch:010}.wal.zst")
-    }
-}
-
-pub fn index_key(timeline: u32, first_lsn: u64) -> String {
-    format!("wal-index/{timeline:08}/{first_lsn:020}.idx.zst")
-}
-
-pub fn snapshot_key(timeline: u32, lsn: u64, epoch: u64) -> String {
-    format!("snapshots/{timeline:08}-{lsn:020}-{epoch:020}.snap.zst")
-}
-
-pub fn snapshot_entry_key(s: &SnapshotEntry) -> String {
-    snapshot_key(s.timeline, s.lsn, s.max_committed_epoch)
 }
 
 /// S3 settings for a repo. Every unset one comes from the standard AWS environment
@@ -679,7 +633,7 @@ impl Repo {
 
     async fn load_newest(&self, skip_corrupt: bool) -> Result<(Option<Manifest>, ManifestListing)> {
         for _ in 0..5 {
-            let keys = self.list("manifest/").await?;
+            let keys = self.list(crate::keys::MANIFEST_PREFIX).await?;
             let mut listing = ManifestListing::of(&keys);
             let mut versions: Vec<u64> = keys
                 .iter()
@@ -901,7 +855,7 @@ impl Repo {
 
     async fn newest_manifest_version(&self) -> Result<u64> {
         Ok(self
-            .list("manifest/")
+            .list(crate::keys::MANIFEST_PREFIX)
             .await?
             .iter()
             .filter_map(|(k, _)| manifest_version(k))
@@ -910,7 +864,7 @@ impl Repo {
     }
 
     async fn prune_manifests(&self, newest: u64) {
-        let Ok(keys) = self.list("manifest/").await else {
+        let Ok(keys) = self.list(crate::keys::MANIFEST_PREFIX).await else {
             return;
         };
         for (k, _) in keys {

@@ -33,7 +33,7 @@ use crate::repo::{index_key, snapshot_entry_key, Repo};
 use crate::snapshot;
 
 /// Where the verify state lives in the repo.
-pub const STATE_KEY: &str = "verify/state.mpv.zst";
+pub use crate::keys::VERIFY_STATE_KEY as STATE_KEY;
 
 /// Objects read at once.
 const CONCURRENCY: usize = 8;
