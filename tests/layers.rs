@@ -18,7 +18,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "model",
         &["model", "model::apply", "model::error", "model::hummock"],
     ),
-    ("log and repo", &["wal", "wal::format", "repo", "manifest"]),
+    (
+        "log and repo",
+        &["keys", "wal", "wal::format", "repo", "manifest"],
+    ),
     (
         "reading the archive",
         &["segments", "snapshot", "jsonl", "hummock"],
