@@ -1137,7 +1137,7 @@ fn bench_recovery_writes_a_result_and_a_report() {
 fn show_prints_the_truth_at_an_epoch() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(Backend::File, d.path());
-    let truths = truth_epochs(d.path());
+    let truths = common::truth_epochs(d.path());
     // The newest epoch and three drawn at random (seeded, so a failure replays).
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     let mut targets = vec![truths[truths.len() - 1]];
@@ -1192,23 +1192,6 @@ fn show_prints_the_truth_at_an_epoch() {
     assert!(err.contains("restorable") || err.contains("range"), "{err}");
 }
 
-/// The epochs the simulator wrote truth files for, in order.
-fn truth_epochs(dir: &Path) -> Vec<u64> {
-    let mut truths: Vec<u64> = std::fs::read_dir(dir.join("truth"))
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_str()?
-                .strip_suffix(".jsonl")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    truths.sort();
-    truths
-}
-
 /// The truth at `epoch` as export lines (header first), password hashes redacted.
 fn truth_lines(dir: &Path, epoch: u64) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("truth").join(format!("{epoch}.jsonl"))).unwrap();
@@ -1231,7 +1214,7 @@ fn diff_and_hummock_version_equal_the_truth_at_random_epochs() {
 
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(Backend::File, d.path());
-    let truths = truth_epochs(d.path());
+    let truths = common::truth_epochs(d.path());
     let catalog = |l: &Value| {
         metapitr::cli::ShowWhat::Catalog.holds(l["kind"].as_str().unwrap()) && l["kind"] != "header"
     };
@@ -1778,7 +1761,7 @@ fn config_show_states_every_setting_its_source_and_masks_secrets() {
 fn runbook_regressions() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(Backend::File, d.path());
-    let truths = truth_epochs(d.path());
+    let truths = common::truth_epochs(d.path());
 
     // A snapshot at a past epoch, then an epoch after it restores from it, equal to the
     // truth.

@@ -62,22 +62,6 @@ fn snapshot_ids(repo: &str) -> Vec<u64> {
         .collect()
 }
 
-fn truth_epochs(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(dir.join("truth"))
-        .unwrap()
-        .filter_map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_str()?
-                .strip_suffix(".jsonl")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// Restores `epoch` (or the newest) to JSONL and compares it with the truth file.
 fn restore_equals_truth(dir: &Path, repo: &str, epoch: u64) {
     let out = dir.join(format!("restored-{epoch}.jsonl"));
@@ -173,7 +157,7 @@ fn deleting_snapshots_never_shrinks_what_can_be_restored_without_force() {
         "--once",
     ]);
     assert!(out.contains("uploaded the local checkpoint"), "{out}");
-    let newest = *truth_epochs(d.path()).last().unwrap();
+    let newest = *common::truth_epochs(d.path()).last().unwrap();
     let r = restorable(&repo);
     assert!(r.iter().any(|(a, b)| *a <= newest && newest <= *b), "{r:?}");
     restore_equals_truth(d.path(), &repo, newest);
@@ -329,7 +313,7 @@ fn retention_with_a_zero_window_leaves_nothing_unarchivable() {
         })
         .count();
     assert_eq!(sealed, 0, "sealed segments left in {}", wal.display());
-    let newest = *truth_epochs(d.path()).last().unwrap();
+    let newest = *common::truth_epochs(d.path()).last().unwrap();
     restore_equals_truth(d.path(), &repo, newest);
     assert!(ok(&["verify", "--repo", &repo]).contains("no problems"));
 }
@@ -356,7 +340,7 @@ fn newest_manifest_file(repo_dir: &Path) -> (u64, std::path::PathBuf) {
 fn a_lost_newest_manifest_is_detected_never_written_over_and_repaired() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(d.path(), 300, 6, &[]);
-    let newest = *truth_epochs(d.path()).last().unwrap();
+    let newest = *common::truth_epochs(d.path()).last().unwrap();
     let (version, file) = newest_manifest_file(&d.path().join("repo"));
     let before = restorable(&repo);
     std::fs::remove_file(&file).unwrap();
@@ -404,7 +388,7 @@ fn a_lost_newest_manifest_is_detected_never_written_over_and_repaired() {
 fn a_truncated_newest_manifest_says_what_to_do() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(d.path(), 200, 7, &[]);
-    let newest = *truth_epochs(d.path()).last().unwrap();
+    let newest = *common::truth_epochs(d.path()).last().unwrap();
     let before = restorable(&repo);
     let (version, file) = newest_manifest_file(&d.path().join("repo"));
     let bytes = std::fs::read(&file).unwrap();

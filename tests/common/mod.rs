@@ -224,6 +224,14 @@ pub fn truth_files(dir: &Path) -> Vec<(u64, PathBuf)> {
     files
 }
 
+/// The epochs of the truth files the simulator wrote under `dir/truth`, in order.
+pub fn truth_epochs(dir: &Path) -> Vec<u64> {
+    truth_files(&dir.join("truth"))
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect()
+}
+
 /// The newest epoch a `simulate --ack-log FILE` run acknowledged (0: none yet).
 pub fn last_acked(ack_log: &Path) -> u64 {
     std::fs::read_to_string(ack_log)
