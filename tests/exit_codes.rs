@@ -11,20 +11,7 @@ use common::{cli_repo, Backend};
 
 fn simulate(dir: &Path) -> String {
     let repo = cli_repo(Backend::File, dir);
-    ok(&[
-        "simulate",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        dir.join("wal").to_str().unwrap(),
-        "--epochs",
-        "120",
-        "--seed",
-        "9",
-        "--snapshot-every",
-        "40",
-        "--no-sync",
-    ]);
+    common::bin::simulate(&repo, dir, 120, 9, &["--snapshot-every", "40"]);
     repo
 }
 

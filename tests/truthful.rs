@@ -9,32 +9,22 @@ use std::path::Path;
 use common::bin::{fails, ok};
 use common::{cli_repo, Backend};
 
-/// Simulates `epochs` epochs (snapshots every 100) into a file repo under `dir`.
+/// Simulates `epochs` epochs (snapshots every 100 unless `extra` says otherwise) into a
+/// file repo under `dir`, with truth files every 25 epochs.
 fn simulate(dir: &Path, epochs: u64, seed: u64, extra: &[&str]) -> String {
     let repo = cli_repo(Backend::File, dir);
+    let truth = dir.join("truth");
     let mut args = vec![
-        "simulate",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        dir.join("wal").to_str().unwrap(),
         "--truth-dir",
-        dir.join("truth").to_str().unwrap(),
+        truth.to_str().unwrap(),
         "--truth-every",
         "25",
-        "--no-sync",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
-    args.extend(["--epochs".into(), epochs.to_string()]);
-    args.extend(["--seed".into(), seed.to_string()]);
+    ];
     if !extra.contains(&"--snapshot-every") {
-        args.extend(["--snapshot-every".into(), "100".into()]);
+        args.extend(["--snapshot-every", "100"]);
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = ok(&args);
+    args.extend_from_slice(extra);
+    let out = common::bin::simulate(&repo, dir, epochs, seed, &args);
     assert!(out.contains(&format!("simulated {epochs} epochs")), "{out}");
     repo
 }
