@@ -29,6 +29,18 @@ fn simulate(dir: &Path, epochs: u64, seed: u64, extra: &[&str]) -> String {
     repo
 }
 
+/// `metapitr archive --once`, which must succeed; its stdout.
+fn archive_once(repo: &str, wal: &Path) -> String {
+    ok(&[
+        "archive",
+        "--repo",
+        repo,
+        "--wal-dir",
+        wal.to_str().unwrap(),
+        "--once",
+    ])
+}
+
 fn info(repo: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["info", "--repo", repo, "--json"])).unwrap()
 }
@@ -138,28 +150,14 @@ fn deleting_snapshots_never_shrinks_what_can_be_restored_without_force() {
 
     // ... but the meta node's directory gives it a base again: the archiver uploads its
     // checkpoint, and the newest epoch restores equal to the truth.
-    let out = ok(&[
-        "archive",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        wal.to_str().unwrap(),
-        "--once",
-    ]);
+    let out = archive_once(&repo, &wal);
     assert!(out.contains("uploaded the local checkpoint"), "{out}");
     let newest = *common::truth_epochs(d.path()).last().unwrap();
     let r = restorable(&repo);
     assert!(r.iter().any(|(a, b)| *a <= newest && newest <= *b), "{r:?}");
     restore_equals_truth(d.path(), &repo, newest);
     // Once a base exists, the archiver uploads no other.
-    let again = ok(&[
-        "archive",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        wal.to_str().unwrap(),
-        "--once",
-    ]);
+    let again = archive_once(&repo, &wal);
     assert!(!again.contains("uploaded the local checkpoint"), "{again}");
 
     // snapshot create --wal-dir does the same by hand.
@@ -263,14 +261,7 @@ fn a_refused_stray_archiver_does_not_take_the_timeline_over() {
     );
     assert_eq!(after["manifest_version"], before["manifest_version"]);
     // The live directory still archives.
-    ok(&[
-        "archive",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        live.path().join("wal").to_str().unwrap(),
-        "--once",
-    ]);
+    archive_once(&repo, &live.path().join("wal"));
 }
 
 #[test]
@@ -285,14 +276,7 @@ fn retention_with_a_zero_window_leaves_nothing_unarchivable() {
     let wal = d.path().join("wal");
     // Everything the simulator sealed was archived: nothing is left to ship, and what is
     // there chains on.
-    let out = ok(&[
-        "archive",
-        "--repo",
-        &repo,
-        "--wal-dir",
-        wal.to_str().unwrap(),
-        "--once",
-    ]);
+    let out = archive_once(&repo, &wal);
     assert!(!out.contains("starts at lsn"), "{out}");
     let sealed = std::fs::read_dir(&wal)
         .unwrap()
