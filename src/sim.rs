@@ -166,7 +166,15 @@ impl Simulator {
 
     /// A simulator that continues from an existing state (its clock set just past it).
     pub fn resume(cfg: SimConfig, state: State) -> Self {
+        let clock = Simulator::new(cfg.clone()).clock();
+        Simulator::resume_on(cfg, state, clock)
+    }
+
+    /// [`Simulator::resume`] on an existing clock (the one a repo and recorder already
+    /// read), so that time keeps moving for them too.
+    pub fn resume_on(cfg: SimConfig, state: State, clock: Arc<ManualClock>) -> Self {
         let mut s = Simulator::new(cfg);
+        s.clock = clock;
         let last_ms = if state.epoch == 0 {
             s.cfg.start_unix_ms - s.cfg.epoch_interval_ms
         } else {
@@ -1285,7 +1293,8 @@ pub async fn run_with_repo(
     let existing = rec.with_state(|s| s.clone())?;
     let base_lsn = existing.lsn;
     if existing.lsn > 0 || existing.epoch > 0 {
-        *sim = Simulator::resume(opts.sim.clone(), existing);
+        // The repo and the recorder read the caller's clock: keep it.
+        *sim = Simulator::resume_on(opts.sim.clone(), existing, sim.clock());
     }
     if let Some(t) = &opts.truth {
         std::fs::create_dir_all(&t.dir).map_err(|e| Error::io(&t.dir, e))?;

@@ -399,3 +399,45 @@ fn a_repo_that_may_not_be_written_is_exit_2_and_verify_still_gives_its_verdict()
     assert!(text.contains("could not be saved"), "{text}");
     drop(guard);
 }
+
+#[test]
+fn a_resumed_simulation_keeps_time_moving_for_its_archiver() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = simulate(d.path());
+    let store = d.path().join("restored");
+    ok(&[
+        "restore",
+        "--repo",
+        &repo,
+        "--latest",
+        "--target-store",
+        &format!("dir:{}", store.display()),
+    ]);
+    ok(&[
+        "simulate",
+        "--repo",
+        &repo,
+        "--resume-from",
+        &format!("dir:{}", store.display()),
+        "--wal-dir",
+        store.to_str().unwrap(),
+        "--epochs",
+        "120",
+        "--no-sync",
+    ]);
+    // Segments seal one simulated second after their first record: 120 epochs a second
+    // apart make several segments (the first run's 120 made 8), not one sealed only when
+    // the run closes.
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--repo", &repo, "--json"])).unwrap();
+    let resumed = info["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["parent"].as_u64() == Some(1))
+        .unwrap_or_else(|| panic!("no forked timeline: {info}"));
+    assert!(
+        resumed["segments"].as_u64().unwrap() >= 4,
+        "the resumed run's clock stood still: {resumed}"
+    );
+}
