@@ -15,6 +15,29 @@ fn simulate(dir: &Path) -> String {
     repo
 }
 
+/// Restores `target` (restore flags) into `dir/restored` and simulates `epochs` more
+/// epochs from it: a new timeline forked from timeline 1.
+fn fork(dir: &Path, repo: &str, target: &[&str], epochs: u64) {
+    let store = dir.join("restored");
+    let to = format!("dir:{}", store.display());
+    let mut restore = vec!["restore", "--repo", repo, "--target-store", &to];
+    restore.extend_from_slice(target);
+    ok(&restore);
+    let epochs = epochs.to_string();
+    ok(&[
+        "simulate",
+        "--repo",
+        repo,
+        "--resume-from",
+        &to,
+        "--wal-dir",
+        store.to_str().unwrap(),
+        "--epochs",
+        &epochs,
+        "--no-sync",
+    ]);
+}
+
 #[test]
 fn permanent_errors_are_not_retry() {
     let d = tempfile::tempdir().unwrap();
@@ -277,28 +300,7 @@ fn an_epoch_on_another_timeline_names_it() {
     );
     // Restore the middle of the history into a store and go on from it: timeline 2.
     let mid = from + (to - from) / 2;
-    let store = d.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        &repo,
-        "--target-epoch",
-        &mid.to_string(),
-        "--target-store",
-        &format!("dir:{}", store.display()),
-    ]);
-    ok(&[
-        "simulate",
-        "--repo",
-        &repo,
-        "--resume-from",
-        &format!("dir:{}", store.display()),
-        "--wal-dir",
-        store.to_str().unwrap(),
-        "--epochs",
-        "20",
-        "--no-sync",
-    ]);
+    fork(d.path(), &repo, &["--target-epoch", &mid.to_string()], 20);
     // An epoch after the fork exists only on timeline 1.
     let err = fails(
         &[
@@ -404,27 +406,7 @@ fn a_repo_that_may_not_be_written_is_exit_2_and_verify_still_gives_its_verdict()
 fn a_resumed_simulation_keeps_time_moving_for_its_archiver() {
     let d = tempfile::tempdir().unwrap();
     let repo = simulate(d.path());
-    let store = d.path().join("restored");
-    ok(&[
-        "restore",
-        "--repo",
-        &repo,
-        "--latest",
-        "--target-store",
-        &format!("dir:{}", store.display()),
-    ]);
-    ok(&[
-        "simulate",
-        "--repo",
-        &repo,
-        "--resume-from",
-        &format!("dir:{}", store.display()),
-        "--wal-dir",
-        store.to_str().unwrap(),
-        "--epochs",
-        "120",
-        "--no-sync",
-    ]);
+    fork(d.path(), &repo, &["--latest"], 120);
     // Segments seal one simulated second after their first record: 120 epochs a second
     // apart make several segments (the first run's 120 made 8), not one sealed only when
     // the run closes.
