@@ -1,7 +1,7 @@
 //! Compiles proto/*.proto with prost-build, parsing them with protox so that no
 //! system `protoc` is needed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/metapitr.proto"];
+    let protos = ["proto/model.proto"];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

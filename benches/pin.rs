@@ -123,7 +123,7 @@ fn update(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new(format!("pinned_{size}"), k), &k, |b, _| {
             b.iter_batched(
                 || p.clone(),
-                |mut p| p.extend_with(&d),
+                |mut p| p.extend_with::<metapitr::model::State>(&d),
                 BatchSize::LargeInput,
             )
         });

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::clock;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
-use crate::progress::{Progress, Unit};
+use crate::progress::{Bars, Progress, Unit};
 use crate::repo::Repo;
 use crate::repo::RepoLocation;
 use crate::restore::{self, Target};
@@ -739,7 +739,7 @@ pub fn main() -> ExitCode {
                 ErrorKind::NotFound => 4,
                 ErrorKind::Fenced => 5,
                 ErrorKind::Unavailable => 6,
-                ErrorKind::Internal => 1,
+                _ => 1,
             })
         }
     }

@@ -320,7 +320,7 @@ impl Diff {
 
     /// The diff as text, one change per line, for `metapitr diff` without `--json`.
     pub fn to_text(&self) -> String {
-        use crate::progress::human_bytes;
+        use metapitr_core::progress::human_bytes;
         let mut t = String::new();
         let mut line = |s: String| {
             t.push_str(&s);

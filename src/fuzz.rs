@@ -13,7 +13,7 @@
 use prost::Message;
 
 use crate::codec::{self, le8, Kind};
-use crate::model::pb::Manifest;
+use crate::pb::Manifest;
 use crate::pin::PinSet;
 use crate::snapshot;
 use crate::wal::format::{self, FRAME_HEADER_LEN, HEADER_LEN, MAX_BODY};

@@ -35,7 +35,7 @@ use crate::archive::ArchiveReport;
 use crate::clock::SharedClock;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::pb::Manifest;
+use crate::pb::Manifest;
 use crate::repo::Repo;
 
 /// The Content-Type of the text exposition format.
@@ -837,7 +837,7 @@ mod tests {
     /// A timeline archived from lsn 1 (epochs JAN1 - 60 s ..= JAN1) with a snapshot in the
     /// middle.
     fn manifest() -> Manifest {
-        use crate::model::pb::{SegmentEntry, SnapshotEntry, TimelineEntry};
+        use crate::pb::{SegmentEntry, SnapshotEntry, TimelineEntry};
         let e = |ms: u64| epoch::from_unix_ms(ms);
         Manifest {
             timelines: vec![TimelineEntry {
@@ -1000,16 +1000,14 @@ mod tests {
         assert_eq!(s.lag_epochs(), 3);
         // Two of the three epochs archived: one left.
         let mut m2 = manifest();
-        m2.timelines[0]
-            .segments
-            .push(crate::model::pb::SegmentEntry {
-                timeline: 1,
-                first_lsn: 11,
-                last_lsn: 12,
-                first_epoch: epoch::from_unix_ms(JAN1_MS + 1),
-                last_epoch: epoch::from_unix_ms(JAN1_MS + 2),
-                ..Default::default()
-            });
+        m2.timelines[0].segments.push(crate::pb::SegmentEntry {
+            timeline: 1,
+            first_lsn: 11,
+            last_lsn: 12,
+            first_epoch: epoch::from_unix_ms(JAN1_MS + 1),
+            last_epoch: epoch::from_unix_ms(JAN1_MS + 2),
+            ..Default::default()
+        });
         m.observe_manifest(&m2);
         m.observe_wal().await;
         assert_eq!(m.snapshot().lag_epochs(), 1);

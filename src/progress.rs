@@ -2,21 +2,20 @@
 //! drawn on stderr only when stderr is a terminal and `--quiet` was not given. When stderr
 //! is not a terminal (a log, a pipe), a long command prints one plain progress line every
 //! [`LOG_EVERY`] instead, so that a run of minutes is not silent; a short one prints
-//! nothing but its own output.
+//! nothing but its own output. Each is a [`ProgressSink`] behind the engine's [`Progress`].
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub use metapitr_core::progress::{human_bytes, human_duration, Progress, ProgressSink};
 
 const SPINNER: &str = "{spinner} {msg} {elapsed}";
 
 /// How often a progress line is printed when stderr is not a terminal.
 pub const LOG_EVERY: Duration = Duration::from_secs(30);
-
-/// A progress bar, plain progress lines, or nothing.
-#[derive(Clone, Default)]
-pub struct Progress(Option<ProgressBar>, Option<std::sync::Arc<Logged>>);
 
 /// Progress counted without a terminal, printed as a line now and then.
 struct Logged {
@@ -72,20 +71,6 @@ impl Logged {
     }
 }
 
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Progress({})",
-            match (&self.0, &self.1) {
-                (Some(_), _) => "shown",
-                (None, Some(_)) => "logged",
-                _ => "hidden",
-            }
-        )
-    }
-}
-
 /// How a bar counts.
 #[derive(Clone, Copy, Debug)]
 pub enum Unit {
@@ -95,28 +80,69 @@ pub enum Unit {
     Items,
 }
 
-impl Progress {
-    /// Draws nothing.
-    pub fn hidden() -> Self {
-        Progress(None, None)
+impl ProgressSink for Logged {
+    fn inc(&self, n: u64) {
+        self.pos.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.tick();
     }
+    fn set_position(&self, n: u64) {
+        self.pos.store(n, std::sync::atomic::Ordering::Relaxed);
+        self.tick();
+    }
+    fn set_length(&self, n: u64) {
+        self.len.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn set_message(&self, msg: &str) {
+        if let Ok(mut m) = self.msg.lock() {
+            *m = msg.to_string();
+        }
+    }
+}
 
+/// A terminal bar or spinner.
+struct Bar(ProgressBar);
+
+impl ProgressSink for Bar {
+    fn inc(&self, n: u64) {
+        self.0.inc(n)
+    }
+    fn set_position(&self, n: u64) {
+        self.0.set_position(n)
+    }
+    fn set_length(&self, n: u64) {
+        self.0.set_length(n)
+    }
+    fn set_message(&self, msg: &str) {
+        self.0.set_message(msg.to_string())
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear()
+    }
+}
+
+/// The ways the command line shows progress, as constructors of the engine's [`Progress`].
+pub trait Bars: Sized {
     /// Plain progress lines on stderr every `every`, whatever stderr is.
-    pub fn logged(len: u64, msg: &str, every: Duration) -> Self {
-        Progress(
-            None,
-            Some(std::sync::Arc::new(Logged::new(len, msg, every))),
-        )
-    }
-
+    fn logged(len: u64, msg: &str, every: Duration) -> Self;
     /// A bar of `len` units labelled `msg`, shown when stderr is a terminal and not
     /// `quiet`; without a terminal, a plain line every [`LOG_EVERY`] unless `quiet`.
-    pub fn new(len: u64, unit: Unit, msg: &str, quiet: bool) -> Self {
+    fn new(len: u64, unit: Unit, msg: &str, quiet: bool) -> Self;
+    /// A spinner with a message and the time elapsed, for a phase whose size is unknown
+    /// (writing into a meta store); shown under the same conditions as [`Bars::new`].
+    fn spinner(msg: &str, quiet: bool) -> Self;
+}
+
+impl Bars for Progress {
+    fn logged(len: u64, msg: &str, every: Duration) -> Self {
+        Progress::to_sink(Arc::new(Logged::new(len, msg, every)))
+    }
+
+    fn new(len: u64, unit: Unit, msg: &str, quiet: bool) -> Self {
         if quiet {
             return Progress::hidden();
         }
         if !std::io::stderr().is_terminal() {
-            return Progress::logged(len, msg, LOG_EVERY);
+            return <Progress as Bars>::logged(len, msg, LOG_EVERY);
         }
         let template = match unit {
             Unit::Bytes => {
@@ -132,12 +158,10 @@ impl Progress {
         }
         bar.set_message(msg.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress(Some(bar), None)
+        Progress::to_sink(Arc::new(Bar(bar)))
     }
 
-    /// A spinner with a message and the time elapsed, for a phase whose size is unknown
-    /// (writing into a meta store); shown under the same conditions as [`Progress::new`].
-    pub fn spinner(msg: &str, quiet: bool) -> Self {
+    fn spinner(msg: &str, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress::hidden();
         }
@@ -147,87 +171,7 @@ impl Progress {
         }
         bar.set_message(msg.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
-        Progress(Some(bar), None)
-    }
-
-    pub fn is_visible(&self) -> bool {
-        self.0.is_some()
-    }
-
-    pub fn inc(&self, n: u64) {
-        if let Some(b) = &self.0 {
-            b.inc(n)
-        }
-        if let Some(l) = &self.1 {
-            l.pos.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            l.tick();
-        }
-    }
-
-    pub fn set_position(&self, n: u64) {
-        if let Some(b) = &self.0 {
-            b.set_position(n)
-        }
-        if let Some(l) = &self.1 {
-            l.pos.store(n, std::sync::atomic::Ordering::Relaxed);
-            l.tick();
-        }
-    }
-
-    pub fn set_length(&self, n: u64) {
-        if let Some(b) = &self.0 {
-            b.set_length(n)
-        }
-        if let Some(l) = &self.1 {
-            l.len.store(n, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    pub fn set_message(&self, msg: &str) {
-        if let Some(b) = &self.0 {
-            b.set_message(msg.to_string())
-        }
-        if let Some(l) = &self.1 {
-            if let Ok(mut m) = l.msg.lock() {
-                *m = msg.to_string();
-            }
-        }
-    }
-
-    /// Removes the bar from the terminal.
-    pub fn finish(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear()
-        }
-    }
-}
-
-/// A byte count for people: `512 B`, `1.5 KiB`, `3.2 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
-/// A duration for people: `850 ms`, `4.2 s`, `3m 05s`, `2h 10m`, `3d 4h`.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis() as u64;
-    let s = ms / 1000;
-    match s {
-        _ if ms < 1000 => format!("{ms} ms"),
-        0..60 => format!("{:.1} s", ms as f64 / 1000.0),
-        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+        Progress::to_sink(Arc::new(Bar(bar)))
     }
 }
 
@@ -247,21 +191,6 @@ mod tests {
     }
 
     #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
-        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(human_duration(Duration::from_millis(4200)), "4.2 s");
-        assert_eq!(human_duration(Duration::from_secs(185)), "3m 05s");
-        assert_eq!(human_duration(Duration::from_secs(7800)), "2h 10m");
-        assert_eq!(
-            human_duration(Duration::from_secs(3 * 86400 + 4 * 3600)),
-            "3d 4h"
-        );
-    }
-
-    #[test]
     fn logged_lines_only_when_due() {
         let l = Logged::new(10, "build", Duration::from_secs(3600));
         l.pos.store(5, std::sync::atomic::Ordering::Relaxed);
@@ -274,9 +203,9 @@ mod tests {
 
     #[test]
     fn hidden_when_quiet() {
-        let p = Progress::new(10, Unit::Items, "x", true);
+        let p = <Progress as Bars>::new(10, Unit::Items, "x", true);
         assert!(!p.is_visible());
-        assert!(!Progress::spinner("x", true).is_visible());
+        assert!(!<Progress as Bars>::spinner("x", true).is_visible());
         p.inc(1);
         p.finish();
     }

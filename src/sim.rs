@@ -1187,7 +1187,7 @@ pub struct RunReport {
     pub first_epoch: u64,
     pub last_epoch: u64,
     pub records: u64,
-    pub snapshots: Vec<pb::SnapshotEntry>,
+    pub snapshots: Vec<crate::pb::SnapshotEntry>,
     pub truth_files: Vec<(u64, PathBuf)>,
     pub archive: ArchiveStatus,
     pub final_state_ssts: usize,
@@ -1310,7 +1310,7 @@ pub async fn run_with_repo(
             // Compute nodes upload SSTs before the meta service commits the delta naming them.
             let mut objects: Vec<u64> = changes
                 .iter()
-                .flat_map(crate::pin::inserted_objects)
+                .flat_map(crate::model::inserted_objects)
                 .collect();
             objects.sort_unstable();
             objects.dedup();

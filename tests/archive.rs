@@ -240,7 +240,7 @@ fn archiving_refuses_a_gap() {
         bogus.last_lsn += 20;
         let seg = archive::ArchivedSegment {
             entry: bogus,
-            ids: [0; 9],
+            ids: Default::default(),
             inserted: vec![],
             local: None,
         };
@@ -343,7 +343,7 @@ fn publishing_twice_is_skipped_and_a_different_segment_is_fenced() {
             .unwrap();
         let again = archive::ArchivedSegment {
             entry: last,
-            ids: [0; 9],
+            ids: Default::default(),
             inserted: vec![],
             local: None,
         };

@@ -11,7 +11,7 @@ use metapitr::clock::{self, SharedClock};
 use metapitr::codec::Kind;
 use metapitr::error::ErrorKind;
 use metapitr::jsonl;
-use metapitr::model::pb::{Manifest, SnapshotEntry};
+use metapitr::pb::{Manifest, SnapshotEntry};
 use metapitr::repo::{Created, Repo, RepoLocation};
 use metapitr::restore::{self, Target};
 

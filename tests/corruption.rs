@@ -38,7 +38,7 @@ use metapitr::archive;
 use metapitr::codec::Kind;
 use metapitr::error::{Error, ErrorKind};
 use metapitr::jsonl;
-use metapitr::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
+use metapitr::pb::{Manifest, SegmentEntry, SnapshotEntry};
 use metapitr::pin;
 use metapitr::repo::{index_key, snapshot_entry_key, Repo};
 use metapitr::restore::{self, Target};

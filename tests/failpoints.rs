@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::bin::{ok, run};
 use metapitr::error::Error;
-use metapitr::model::pb::Manifest;
+use metapitr::pb::Manifest;
 use metapitr::repo::Repo;
 use metapitr::restore::{self, Target};
 use metapitr::wal::{self, Wal, WalOptions};

@@ -11,7 +11,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundations",
         &[
-            "error", "clock", "epoch", "codec", "crypt", "net", "progress",
+            "core::error",
+            "core::clock",
+            "core::epoch",
+            "core::codec",
+            "core::crypt",
+            "core::net",
+            "core::progress",
+            "core::model_api",
+            "core::pb",
         ],
     ),
     (
@@ -20,24 +28,30 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "log and repo",
-        &["keys", "wal", "wal::format", "repo", "manifest"],
+        &[
+            "core::keys",
+            "core::wal",
+            "core::wal::format",
+            "core::repo",
+            "core::manifest",
+        ],
     ),
     (
         "reading the archive",
-        &["segments", "snapshot", "jsonl", "hummock"],
+        &["core::segments", "core::snapshot", "jsonl", "hummock"],
     ),
     (
         "engine",
         &[
-            "restore",
-            "pin",
-            "archive",
-            "retention",
-            "timeline",
-            "recorder",
-            "verify",
+            "core::restore",
+            "core::pin",
+            "core::archive",
+            "core::retention",
+            "core::timeline",
+            "core::recorder",
+            "core::verify",
             "diff",
-            "repair",
+            "core::repair",
         ],
     ),
     (
@@ -50,6 +64,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store::etcd",
             "metrics",
             "config",
+            "progress",
         ],
     ),
     (
@@ -58,8 +73,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Module path → source file, for every module under src/ (not lib.rs or main.rs).
-fn modules(src: &Path) -> BTreeMap<String, std::path::PathBuf> {
+/// The engine crate's modules are named `core::…`; the rest are this crate's.
+const CORE: &str = "crates/metapitr-core/src";
+
+/// Module path → source file, for every module under `src` (not lib.rs or main.rs), each
+/// name prefixed with `prefix`.
+fn modules(src: &Path, prefix: &str) -> BTreeMap<String, std::path::PathBuf> {
     let mut out = BTreeMap::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -82,7 +101,7 @@ fn modules(src: &Path) -> BTreeMap<String, std::path::PathBuf> {
             }
             let name = parts.join("::");
             if name != "lib" && name != "main" {
-                out.insert(name, p);
+                out.insert(format!("{prefix}{name}"), p);
             }
         }
     }
@@ -114,7 +133,26 @@ fn uses(name: &str, code: &str, all: &BTreeMap<String, std::path::PathBuf>) -> B
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect()
     };
+    // In the engine crate, `crate::x` is `core::x`; in this one, `crate::x` is its own
+    // module `x` or the engine's re-exported one, and `metapitr_core::x` is the engine's.
+    let in_core = name.starts_with("core::");
     let mut resolve = |first: String, second: String| {
+        let (first, second) = match first.strip_prefix("metapitr_core::") {
+            Some(f) => (format!("core::{f}"), second),
+            None => (first, second),
+        };
+        let local = |f: &str| {
+            if in_core && !f.starts_with("core::") {
+                format!("core::{f}")
+            } else {
+                f.to_string()
+            }
+        };
+        let mut first = local(&first);
+        let known = |f: &str| all.contains_key(f) || all.contains_key(&format!("{f}::{second}"));
+        if !in_core && !first.starts_with("core::") && !known(&first) {
+            first = format!("core::{first}");
+        }
         let two = format!("{first}::{second}");
         let target = if all.contains_key(&two) { two } else { first };
         if all.contains_key(&target) && target != name && !name.starts_with(&format!("{target}::"))
@@ -122,9 +160,20 @@ fn uses(name: &str, code: &str, all: &BTreeMap<String, std::path::PathBuf>) -> B
             out.insert(target);
         }
     };
-    for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
+    for (i, pat) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("metapitr_core::"))
+    {
+        if pat == "crate::" && code[..i].ends_with("metapitr_core::") {
+            continue;
+        }
+        let rest = &code[i + pat.len()..];
         let first = ident(rest);
+        let first = if pat == "metapitr_core::" {
+            format!("metapitr_core::{first}")
+        } else {
+            first
+        };
         let second = rest[first.len()..]
             .strip_prefix("::")
             .map(ident)
@@ -148,8 +197,9 @@ fn uses(name: &str, code: &str, all: &BTreeMap<String, std::path::PathBuf>) -> B
 
 #[test]
 fn modules_form_layers_without_cycles() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let all = modules(&src);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = modules(&root.join("src"), "");
+    all.extend(modules(&root.join(CORE), "core::"));
     let layer: BTreeMap<&str, usize> = LAYERS
         .iter()
         .enumerate()

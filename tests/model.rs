@@ -352,7 +352,7 @@ fn a_group_with_too_many_levels_is_refused() {
         group_deltas: vec![GroupDelta {
             group_id: 9,
             delta: Some(Delta::GroupConstruct(GroupConstruct {
-                max_level: metapitr::snapshot::MAX_GROUP_LEVELS + 1,
+                max_level: metapitr::model::MAX_GROUP_LEVELS + 1,
                 member_table_ids: vec![],
             })),
         }],
@@ -363,8 +363,8 @@ fn a_group_with_too_many_levels_is_refused() {
         err.1,
         ApplyError::TooManyLevels {
             group: 9,
-            levels: metapitr::snapshot::MAX_GROUP_LEVELS + 1,
-            max: metapitr::snapshot::MAX_GROUP_LEVELS
+            levels: metapitr::model::MAX_GROUP_LEVELS + 1,
+            max: metapitr::model::MAX_GROUP_LEVELS
         }
     );
 }

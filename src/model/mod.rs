@@ -15,10 +15,10 @@ pub use hummock::{Group, Level0, SstLoc, Version};
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Types generated from `proto/metapitr.proto`.
+/// Types generated from `proto/model.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/metapitr.rs"));
+    include!(concat!(env!("OUT_DIR"), "/metapitr.model.rs"));
 }
 
 pub use pb::{
@@ -162,13 +162,6 @@ impl State {
         self.ids[c as usize]
     }
 
-    /// Raises every generator to at least `floor`'s value (never lowers one).
-    pub fn raise_ids(&mut self, floor: &[u64; 9]) {
-        for (v, f) in self.ids.iter_mut().zip(floor) {
-            *v = (*v).max(*f);
-        }
-    }
-
     /// The state as the snapshot body message.
     pub fn to_proto(&self) -> pb::MetaState {
         pb::MetaState {
@@ -248,4 +241,186 @@ pub fn inserted_objects(c: &Change) -> impl Iterator<Item = u64> + '_ {
         };
         ssts.iter().map(|s| s.object_id)
     })
+}
+
+/// Refuses level counts that would allocate more than the body can justify, before
+/// [`State::from_proto`] allocates them.
+fn check_level_claims(m: &pb::MetaState, body_len: usize) -> std::result::Result<(), String> {
+    let Some(h) = &m.hummock else {
+        return Ok(());
+    };
+    let budget = (body_len as u64)
+        .saturating_mul(GROUP_LEVELS_PER_BYTE)
+        .saturating_add(GROUP_LEVELS_FLOOR);
+    let mut total = 0u64;
+    for g in &h.groups {
+        if g.max_level > MAX_GROUP_LEVELS {
+            return Err(format!(
+                "compaction group {} has {} levels, more than {MAX_GROUP_LEVELS}",
+                g.id, g.max_level
+            ));
+        }
+        total += u64::from(g.max_level);
+        if total > budget {
+            return Err(format!(
+                "compaction groups claim more than {budget} levels in a {body_len}-byte body"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl metapitr_core::Model for State {
+    type Change = Change;
+    const NAME: &'static str = "metapitr";
+
+    fn empty(timeline: u32) -> Self {
+        State::new(timeline)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    fn timeline(&self) -> u32 {
+        self.timeline
+    }
+
+    fn set_timeline(&mut self, timeline: u32) {
+        self.timeline = timeline;
+    }
+
+    fn advance_lsn(&mut self, n: u64) {
+        self.lsn += n;
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    fn apply_batch(
+        &mut self,
+        epoch: u64,
+        changes: &[Change],
+    ) -> Result<(), (usize, metapitr_core::error::BoxError)> {
+        State::apply_batch(self, epoch, changes).map_err(|(i, e)| (i, Box::new(e) as _))
+    }
+
+    fn replay(
+        &mut self,
+        lsn: u64,
+        epoch: u64,
+        change: &Change,
+    ) -> Result<(), metapitr_core::error::BoxError> {
+        State::replay(self, lsn, epoch, change).map_err(|e| Box::new(e) as _)
+    }
+
+    fn encode_state(&self) -> Vec<u8> {
+        use prost::Message;
+        self.to_proto().encode_to_vec()
+    }
+
+    fn decode_state(body: &[u8]) -> Result<Self, String> {
+        use prost::Message;
+        let m = pb::MetaState::decode(body).map_err(|e| format!("does not decode: {e}"))?;
+        check_level_claims(&m, body.len()).map_err(|e| format!("inconsistent state: {e}"))?;
+        State::from_proto(m).map_err(|e| format!("inconsistent state: {e}"))
+    }
+
+    fn inserted_objects(change: &Change) -> impl Iterator<Item = u64> + '_ {
+        inserted_objects(change)
+    }
+
+    fn referenced_objects(&self) -> roaring::RoaringTreemap {
+        self.hummock.object_ids().collect()
+    }
+
+    fn id_marks(&self) -> metapitr_core::IdMarks {
+        ID_CATEGORIES
+            .iter()
+            .map(|c| (*c as u32, self.id(*c)))
+            .collect()
+    }
+
+    fn raise_ids(&mut self, floor: &metapitr_core::IdMarks) {
+        for (c, v) in floor {
+            if let Some(slot) = self.ids.get_mut(*c as usize) {
+                *slot = (*slot).max(*v);
+            }
+        }
+    }
+
+    fn id_mark_of(change: &Change) -> Option<(u32, u64)> {
+        match &change.kind {
+            Some(change::Kind::IdAdvance(g)) => Some((g.category as u32, g.next)),
+            _ => None,
+        }
+    }
+
+    fn safe_epoch(&self) -> u64 {
+        self.hummock.safe_epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metapitr_core::codec::{self, Kind};
+    use metapitr_core::snapshot::{decode, decode_payload, encode};
+    use prost::Message;
+
+    fn with_groups(max_levels: &[u32]) -> Vec<u8> {
+        let m = pb::MetaState {
+            timeline: 1,
+            hummock: Some(pb::HummockVersion {
+                groups: max_levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| pb::CompactionGroup {
+                        id: i as u64 + 2,
+                        max_level: *l,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        codec::seal(Kind::Snapshot, &m.encode_to_vec())
+    }
+
+    #[test]
+    fn round_trip() {
+        let payload = with_groups(&[6, 6, 32]);
+        let s: State = decode_payload(&payload, "s").unwrap();
+        assert_eq!(s.hummock.groups.len(), 3);
+        let z = encode(&s).unwrap();
+        assert_eq!(decode::<State>(&z, "s").unwrap(), s);
+    }
+
+    #[test]
+    fn level_counts_are_bounded_before_they_are_allocated() {
+        // A group claiming u32::MAX levels: loading it used to allocate 4 billion levels
+        // (about 100 GB).
+        let e = decode_payload::<State>(&with_groups(&[6, u32::MAX]), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("corrupt s at byte offset 16") && e.contains("levels"),
+            "{e}"
+        );
+        assert!(decode_payload::<State>(&with_groups(&[MAX_GROUP_LEVELS]), "s").is_ok());
+        assert!(decode_payload::<State>(&with_groups(&[MAX_GROUP_LEVELS + 1]), "s").is_err());
+        // Many groups each at the limit: more levels than the body can justify.
+        let e = decode_payload::<State>(&with_groups(&[MAX_GROUP_LEVELS; 64]), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("claim more than"), "{e}");
+        // Groups of up to 32 levels never hit the total bound.
+        assert!(decode_payload::<State>(&with_groups(&[32; 2000]), "s").is_ok());
+    }
 }

@@ -259,9 +259,9 @@ pub async fn assert_restores_truth(repo: &Repo, epoch: u64, truth: &Path, what: 
 /// epoch going back.
 pub async fn archive_chain(
     repo: &Repo,
-    m: &metapitr::model::pb::Manifest,
+    m: &metapitr::pb::Manifest,
     timeline: u32,
-) -> Vec<metapitr::model::pb::SegmentEntry> {
+) -> Vec<metapitr::pb::SegmentEntry> {
     let segs = metapitr::archive::segment_entries(repo, m, timeline, 0, u64::MAX)
         .await
         .unwrap();

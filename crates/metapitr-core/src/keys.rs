@@ -1,7 +1,7 @@
 //! Every object key metapitr writes or reads, built (and parsed) here and nowhere else.
 //! The layouts are docs/format.md §9.1 (the repo) and §13 (Hummock object storage).
 
-use crate::model::pb::{PinSetRef, SnapshotEntry};
+use crate::pb::{PinSetRef, SnapshotEntry};
 
 /// The prefixes a LIST reads: manifest versions and head markers, archived segments,
 /// snapshots, pin sets.
@@ -44,7 +44,7 @@ pub fn manifest_key(version: u64) -> String {
     format!("manifest/{version:020}.mpm.zst")
 }
 
-pub(crate) fn manifest_version(key: &str) -> Option<u64> {
+pub fn manifest_version(key: &str) -> Option<u64> {
     key.strip_prefix("manifest/")?
         .strip_suffix(".mpm.zst")?
         .parse()
@@ -59,7 +59,7 @@ pub fn head_key(version: u64) -> String {
     format!("manifest/{version:020}.head")
 }
 
-pub(crate) fn head_version(key: &str) -> Option<u64> {
+pub fn head_version(key: &str) -> Option<u64> {
     key.strip_prefix("manifest/")?
         .strip_suffix(".head")?
         .parse()

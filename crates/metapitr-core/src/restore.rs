@@ -7,8 +7,8 @@ use tracing::info;
 
 use crate::epoch;
 use crate::error::{Error, Result};
-use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
-use crate::model::State;
+use crate::model_api::{IdMarks, Model};
+use crate::pb::{Manifest, SegmentEntry, SnapshotEntry};
 use crate::progress::{human_bytes, Progress};
 use crate::repo::Repo;
 use crate::snapshot;
@@ -39,7 +39,7 @@ pub struct Plan {
     /// Bytes to fetch (stored sizes).
     pub fetch_bytes: u64,
     /// The largest value of each id generator in the repo.
-    pub id_high_water: [u64; 9],
+    pub id_high_water: IdMarks,
 }
 
 impl Plan {
@@ -78,8 +78,8 @@ impl Plan {
 pub use crate::manifest::{format_ranges, restorable_ranges};
 
 /// Resolves a target against the manifest and decides what to read.
-pub async fn plan(
-    repo: &Repo,
+pub async fn plan<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     timeline: Option<u32>,
     target: Target,
@@ -198,13 +198,13 @@ pub async fn plan(
 /// Fetches and replays a plan, returning the state as of its target epoch with every id
 /// generator raised to the repo's high-water mark (a restored cluster must never hand out
 /// an id the history already used).
-pub async fn execute(repo: &Repo, plan: &Plan) -> Result<State> {
+pub async fn execute<M: Model>(repo: &Repo<M>, plan: &Plan) -> Result<M> {
     execute_with(repo, plan, &Progress::hidden()).await
 }
 
 /// [`execute`], advancing `progress` by one per object fetched (the snapshot, then each
 /// segment).
-pub async fn execute_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Result<State> {
+pub async fn execute_with<M: Model>(repo: &Repo<M>, plan: &Plan, progress: &Progress) -> Result<M> {
     let mut state = replay_with(repo, plan, progress).await?;
     state.raise_ids(&plan.id_high_water);
     Ok(state)
@@ -212,12 +212,12 @@ pub async fn execute_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Resu
 
 /// Fetches and replays a plan, returning exactly the recorded state as of its target epoch,
 /// id generators included, for callers that go on replaying the history after it.
-pub async fn replay(repo: &Repo, plan: &Plan) -> Result<State> {
+pub async fn replay<M: Model>(repo: &Repo<M>, plan: &Plan) -> Result<M> {
     replay_with(repo, plan, &Progress::hidden()).await
 }
 
 /// [`replay`] with progress: one unit per object fetched.
-pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Result<State> {
+pub async fn replay_with<M: Model>(repo: &Repo<M>, plan: &Plan, progress: &Progress) -> Result<M> {
     progress.set_length(plan.segments.len() as u64 + u64::from(plan.snapshot.is_some()));
     // Segments are fetched and decoded in a task of their own while the snapshot is, up
     // to FETCH_CONCURRENCY ahead of the replay; dropping the guard stops it.
@@ -243,7 +243,7 @@ pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Resul
             progress.inc(1);
             s
         }
-        None => State::new(plan.timeline),
+        None => M::empty(plan.timeline),
     };
     let target = plan.target_epoch;
     let mut replayed = 0u64;
@@ -262,19 +262,20 @@ pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Resul
         received += 1;
         progress.inc(1);
         for r in records? {
-            if r.lsn <= state.lsn {
+            if r.lsn <= state.lsn() {
                 continue;
             }
             if r.epoch > target {
                 break 'segments;
             }
-            if r.lsn != state.lsn + 1 {
+            if r.lsn != state.lsn() + 1 {
                 return Err(Error::corrupt(
                     crate::repo::segment_key(plan.timeline, r.lsn),
                     0,
                     format!(
                         "lsn {} follows lsn {}: records are missing",
-                        r.lsn, state.lsn
+                        r.lsn,
+                        state.lsn()
                     ),
                 ));
             }
@@ -282,9 +283,14 @@ pub async fn replay_with(repo: &Repo, plan: &Plan, progress: &Progress) -> Resul
             replayed += 1;
         }
     }
-    state.epoch = target;
+    state.set_epoch(target);
     progress.finish();
-    info!(epoch = target, replayed, lsn = state.lsn, "restored state");
+    info!(
+        epoch = target,
+        replayed,
+        lsn = state.lsn(),
+        "restored state"
+    );
     Ok(state)
 }
 
@@ -299,11 +305,11 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Plans and executes against the newest manifest: [`as_recorded`] with the id
 /// generators raised, as a restore writes it.
-pub async fn materialize(
-    repo: &Repo,
+pub async fn materialize<M: Model>(
+    repo: &Repo<M>,
     timeline: Option<u32>,
     target: Target,
-) -> Result<(Plan, State)> {
+) -> Result<(Plan, M)> {
     let (plan, mut state) = as_recorded(repo, timeline, target).await?;
     state.raise_ids(&plan.id_high_water);
     Ok((plan, state))
@@ -311,11 +317,11 @@ pub async fn materialize(
 
 /// The state exactly as recorded at the target, id generators not raised: what time
 /// travel (`show`, `hummock-version`, `diff`) looks at, never what a restore writes.
-pub async fn as_recorded(
-    repo: &Repo,
+pub async fn as_recorded<M: Model>(
+    repo: &Repo<M>,
     timeline: Option<u32>,
     target: Target,
-) -> Result<(Plan, State)> {
+) -> Result<(Plan, M)> {
     let m = repo.manifest().await?;
     let plan = plan(repo, &m, timeline, target).await?;
     let state = replay(repo, &plan).await?;

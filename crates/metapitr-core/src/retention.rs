@@ -11,7 +11,8 @@
 
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry};
+use crate::model_api::Model;
+use crate::pb::{Manifest, SegmentEntry, SnapshotEntry};
 use crate::pin::{self, PinSet};
 use crate::repo::{index_key, snapshot_entry_key, Repo};
 
@@ -124,11 +125,11 @@ fn wanted_start(m: &Manifest, timeline: u32, newest: u64, policy: &Policy) -> u6
 }
 
 /// The pin set of a timeline, rebuilding it if the manifest names none.
-async fn current_pins(
-    repo: &Repo,
+async fn current_pins<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     timeline: u32,
-) -> Result<(Option<crate::model::pb::PinSetRef>, PinSet)> {
+) -> Result<(Option<crate::pb::PinSetRef>, PinSet)> {
     match m.pins.iter().find(|p| p.timeline == timeline) {
         Some(r) => Ok((Some(*r), PinSet::fetch(repo, r).await?)),
         None => Ok((None, pin::rebuild(repo, m, timeline).await?)),
@@ -137,7 +138,12 @@ async fn current_pins(
 
 /// Applies `policy` to the newest timeline. A policy that keeps less than the one last
 /// applied is refused unless `force`.
-pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> Result<Report> {
+pub async fn apply<M: Model>(
+    repo: &Repo<M>,
+    policy: Policy,
+    dry_run: bool,
+    force: bool,
+) -> Result<Report> {
     if policy.keep_last == Some(0) {
         return Err(Error::InvalidInput("--keep-last must be at least 1".into()));
     }
@@ -321,13 +327,13 @@ pub async fn apply(repo: &Repo, policy: Policy, dry_run: bool, force: bool) -> R
     }
 }
 
-fn t_chunk_kept(chunks: &[crate::model::pb::SegmentChunkRef], base_lsn: u64, lsn: u64) -> bool {
+fn t_chunk_kept(chunks: &[crate::pb::SegmentChunkRef], base_lsn: u64, lsn: u64) -> bool {
     chunks
         .iter()
         .any(|c| c.last_lsn > base_lsn && (c.first_lsn..=c.last_lsn).contains(&lsn))
 }
 
-async fn record_policy(repo: &Repo, policy: &Policy) -> Result<()> {
+async fn record_policy<M: Model>(repo: &Repo<M>, policy: &Policy) -> Result<()> {
     let (w, k) = (policy.window_ms.unwrap_or(0), policy.keep_last.unwrap_or(0));
     repo.update_manifest(|m| {
         if (m.retention_window_ms, m.retention_keep_last) == (w, k) {
@@ -342,7 +348,7 @@ async fn record_policy(repo: &Repo, policy: &Policy) -> Result<()> {
 }
 
 /// Marks a snapshot keep (never expired, its objects always pinned) or clears the mark.
-pub async fn set_keep(repo: &Repo, id: u64, keep: bool) -> Result<SnapshotEntry> {
+pub async fn set_keep<M: Model>(repo: &Repo<M>, id: u64, keep: bool) -> Result<SnapshotEntry> {
     let mut missing_in: Option<u64> = None;
     loop {
         let m = repo.manifest_for_update().await?.ok_or_else(|| {

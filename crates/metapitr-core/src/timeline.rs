@@ -27,8 +27,8 @@ use std::path::Path;
 use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::model::pb::{Manifest, TimelineEntry};
-use crate::model::State;
+use crate::model_api::Model;
+use crate::pb::{Manifest, TimelineEntry};
 use crate::repo::Repo;
 use crate::snapshot;
 
@@ -48,11 +48,11 @@ pub struct Fork {
 
 impl Fork {
     /// The fork a store restored to `state` starts from.
-    pub fn of(state: &State, nonce: u64) -> Fork {
+    pub fn of<M: Model>(state: &M, nonce: u64) -> Fork {
         Fork {
-            parent: state.timeline,
-            fork_lsn: state.lsn,
-            fork_epoch: state.epoch,
+            parent: state.timeline(),
+            fork_lsn: state.lsn(),
+            fork_epoch: state.epoch(),
             nonce,
         }
     }
@@ -135,7 +135,12 @@ pub fn read_fork(dir: &Path) -> Result<Option<Fork>> {
 
 /// Registers a restored store's fork in the repo and moves the store onto the new
 /// timeline; returns the state on it. Repeatable: see the module docs.
-pub async fn start_fork(repo: &Repo, dir: &Path, mut state: State, fork: &Fork) -> Result<State> {
+pub async fn start_fork<M: Model>(
+    repo: &Repo<M>,
+    dir: &Path,
+    mut state: M,
+    fork: &Fork,
+) -> Result<M> {
     let mut id = 0;
     let m = repo
         .update_manifest(|m| {
@@ -152,12 +157,12 @@ pub async fn start_fork(repo: &Repo, dir: &Path, mut state: State, fork: &Fork) 
             Ok(true)
         })
         .await?;
-    state.timeline = id;
+    state.set_timeline(id);
     // The starting state, as the snapshot the new timeline's first segment chains onto.
     if !m
         .snapshots
         .iter()
-        .any(|s| s.timeline == id && s.lsn == state.lsn)
+        .any(|s| s.timeline == id && s.lsn == state.lsn())
     {
         snapshot::upload(repo, &state).await?;
     }

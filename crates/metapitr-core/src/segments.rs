@@ -9,7 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::codec::{self, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{change, Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
+use crate::model_api::{IdMarks, Model};
+use crate::pb::{Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
 use crate::repo::{index_key, Repo};
 use crate::wal::format;
 
@@ -18,23 +19,22 @@ use crate::wal::format;
 pub struct ArchivedSegment {
     pub entry: SegmentEntry,
     /// The highest `next` each id generator reaches inside the segment.
-    pub ids: [u64; 9],
+    pub ids: IdMarks,
     /// SST object ids the segment's Hummock deltas insert.
     pub inserted: Vec<u64>,
     pub local: Option<PathBuf>,
 }
 
 /// Checks a sealed segment's bytes and describes them.
-pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9], Vec<u64>)> {
-    let (h, records) = format::read_sealed(data, what)?;
-    let mut ids = [0u64; 9];
+pub fn summarize<M: Model>(data: &[u8], what: &str) -> Result<(SegmentEntry, IdMarks, Vec<u64>)> {
+    let (h, records) = format::read_sealed::<M::Change>(data, what)?;
+    let mut ids = IdMarks::new();
     let mut inserted = Vec::new();
     for r in &records {
-        inserted.extend(crate::model::inserted_objects(&r.change));
-        if let Some(change::Kind::IdAdvance(g)) = &r.change.kind {
-            if let Some(slot) = ids.get_mut(g.category as usize) {
-                *slot = (*slot).max(g.next);
-            }
+        inserted.extend(M::inserted_objects(&r.change));
+        if let Some((c, next)) = M::id_mark_of(&r.change) {
+            let slot = ids.entry(c).or_insert(0);
+            *slot = (*slot).max(next);
         }
     }
     // read_sealed refuses an empty segment, so first and last exist.
@@ -61,8 +61,8 @@ pub fn summarize(data: &[u8], what: &str) -> Result<(SegmentEntry, [u64; 9], Vec
 }
 
 /// Reads a segment index chunk and checks it against the run the manifest describes.
-pub async fn fetch_index_chunk(
-    repo: &Repo,
+pub async fn fetch_index_chunk<M: Model>(
+    repo: &Repo<M>,
     timeline: u32,
     r: &SegmentChunkRef,
 ) -> Result<Vec<SegmentEntry>> {
@@ -87,8 +87,8 @@ pub async fn fetch_index_chunk(
 
 /// Every archived segment entry of a timeline, reading index objects as needed, limited
 /// to those that may hold records in (after_lsn, ..] with epoch <= max_epoch.
-pub async fn segment_entries(
-    repo: &Repo,
+pub async fn segment_entries<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     timeline: u32,
     after_lsn: u64,
@@ -130,7 +130,10 @@ pub async fn segment_entries(
 
 /// Fetches an archived segment and checks it against its manifest entry, every record's
 /// checksum and its lsn range.
-pub async fn fetch_segment(repo: &Repo, e: &SegmentEntry) -> Result<Vec<format::Record>> {
+pub async fn fetch_segment<M: Model>(
+    repo: &Repo<M>,
+    e: &SegmentEntry,
+) -> Result<Vec<format::Record<M::Change>>> {
     let key = e.key();
     let z = repo.get(&key).await?;
     let e = *e;

@@ -30,7 +30,10 @@ use tracing::{debug, info, warn};
 use crate::clock::SharedClock;
 use crate::codec::{self, Kind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::pb::{Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
+use std::marker::PhantomData;
+
+use crate::model_api::{raise_marks, IdMarks, Model};
+use crate::pb::{IdMark, Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
 
 /// Manifest versions are pruned in steps of this many, keeping at least the newest
 /// `MANIFEST_KEEP` (and at most twice that) in the repo.
@@ -66,8 +69,9 @@ pub enum Created {
     AlreadyThere,
 }
 
+/// A repo holding one model's history (`M`: see [`crate::model_api`]).
 #[derive(Clone)]
-pub struct Repo {
+pub struct Repo<M> {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
@@ -84,9 +88,10 @@ pub struct Repo {
     key: Option<crate::crypt::Key>,
     /// Manifest updates go on past a lost newest version. Default false.
     accept_lost: bool,
+    model: PhantomData<fn() -> M>,
 }
 
-impl std::fmt::Debug for Repo {
+impl<M> std::fmt::Debug for Repo<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Repo({})", self.url)
     }
@@ -214,21 +219,21 @@ pub fn join_location(url: &str, directory: Option<&str>) -> String {
     }
 }
 
-impl Repo {
+impl<M: Model> Repo<M> {
     /// Opens a repo from a URL: `file:///abs/dir` (or a plain path), `s3://bucket/prefix`
     /// (credentials and endpoint from the standard AWS environment: AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP), or `memory://`
     /// (a fresh, process-local store, for tests).
-    pub fn open(url: &str, clock: SharedClock) -> Result<Repo> {
-        Repo::open_location(&RepoLocation::new(url), clock)
+    pub fn open(url: &str, clock: SharedClock) -> Result<Self> {
+        Self::open_location(&RepoLocation::new(url), clock)
     }
 
     /// Opens a repo that must exist already: a `file://` repo whose directory does not
     /// exist is refused (not created), so that reading a mistyped path changes nothing.
-    pub fn open_existing(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
+    pub fn open_existing(loc: &RepoLocation, clock: SharedClock) -> Result<Self> {
         let url = loc.joined();
         if url.trim().is_empty() {
-            return Repo::open_location(loc, clock);
+            return Self::open_location(loc, clock);
         }
         let local = match url.strip_prefix("file://") {
             Some(p) => Some(p.to_string()),
@@ -252,12 +257,12 @@ impl Repo {
                 Err(e) => return Err(Error::io(&dir, e)),
             }
         }
-        Repo::open_location(loc, clock)
+        Self::open_location(loc, clock)
     }
 
     /// Opens the repo at a location. A `file://` repo's URL is made absolute, so that the
     /// same directory always has the same URL.
-    pub fn open_location(loc: &RepoLocation, clock: SharedClock) -> Result<Repo> {
+    pub fn open_location(loc: &RepoLocation, clock: SharedClock) -> Result<Self> {
         let url = loc.joined();
         let url = url.as_str();
         if url.trim().is_empty() {
@@ -328,7 +333,7 @@ impl Repo {
                     format!("file://{}", dir.display()),
                 )
             };
-        let mut repo = Repo::from_store(store, root, &url, clock);
+        let mut repo = Self::from_store(store, root, &url, clock);
         repo.key = loc.encryption_key.clone();
         Ok(repo)
     }
@@ -339,7 +344,7 @@ impl Repo {
         root: Path,
         url: &str,
         clock: SharedClock,
-    ) -> Repo {
+    ) -> Self {
         Repo {
             store,
             root,
@@ -351,6 +356,7 @@ impl Repo {
             fence: None,
             key: None,
             accept_lost: false,
+            model: PhantomData,
         }
     }
 
@@ -391,7 +397,7 @@ impl Repo {
     /// Takes over `timeline` as its one writer: raises the timeline's writer epoch in the
     /// manifest and returns a handle whose manifest updates are refused with
     /// [`Error::Fenced`] once another writer takes it over in turn.
-    pub async fn claim_timeline(&self, timeline: u32) -> Result<Repo> {
+    pub async fn claim_timeline(&self, timeline: u32) -> Result<Self> {
         let mut mine = 0;
         let plain = Repo {
             fence: None,
@@ -588,10 +594,10 @@ impl Repo {
     }
 
     /// Reads and checks an enveloped protobuf object.
-    pub async fn get_message<M: Message + Default>(&self, key: &str, kind: Kind) -> Result<M> {
+    pub async fn get_message<T: Message + Default>(&self, key: &str, kind: Kind) -> Result<T> {
         let payload = self.get_payload(key).await?;
         let body = codec::open(kind, &payload, key)?;
-        M::decode(body).map_err(|e| {
+        T::decode(body).map_err(|e| {
             Error::corrupt(
                 key,
                 codec::HEADER_LEN as u64,
@@ -601,11 +607,11 @@ impl Repo {
     }
 
     /// Writes an enveloped protobuf object with a conditional create.
-    pub async fn put_message<M: Message>(
+    pub async fn put_message<T: Message>(
         &self,
         key: &str,
         kind: Kind,
-        m: &M,
+        m: &T,
     ) -> Result<(Created, u64)> {
         let payload = codec::seal(kind, &m.encode_to_vec());
         let z = codec::compress(&payload)?;
@@ -905,32 +911,24 @@ impl Manifest {
         self.snapshots.iter().find(|s| s.id == id)
     }
 
-    pub fn id_high_water(&self) -> [u64; 9] {
-        let mut out = [0u64; 9];
+    /// The largest value each id generator has reached in anything archived.
+    pub fn id_high_water(&self) -> IdMarks {
+        let mut out = IdMarks::new();
         for g in &self.id_high_water {
-            if let Some(slot) = out.get_mut(g.category as usize) {
-                *slot = (*slot).max(g.next);
-            }
+            let slot = out.entry(g.category).or_insert(0);
+            *slot = (*slot).max(g.next);
         }
         out
     }
 
-    pub fn raise_id_high_water(&mut self, ids: &[u64; 9]) -> bool {
+    /// Raises the high-water marks to at least `ids`; true if one rose.
+    pub fn raise_id_high_water(&mut self, ids: &IdMarks) -> bool {
         let mut cur = self.id_high_water();
-        let mut changed = false;
-        for (c, v) in cur.iter_mut().zip(ids) {
-            if *v > *c {
-                *c = *v;
-                changed = true;
-            }
-        }
+        let changed = raise_marks(&mut cur, ids);
         if changed {
-            self.id_high_water = crate::model::ID_CATEGORIES
-                .iter()
-                .map(|c| crate::model::pb::IdGenerator {
-                    category: *c as i32,
-                    next: cur[*c as usize],
-                })
+            self.id_high_water = cur
+                .into_iter()
+                .map(|(category, next)| IdMark { category, next })
                 .collect();
         }
         changed

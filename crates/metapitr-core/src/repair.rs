@@ -11,8 +11,8 @@
 use crate::archive::{self, ArchivedSegment};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::model::pb::Manifest;
-use crate::model::State;
+use crate::model_api::Model;
+use crate::pb::Manifest;
 use crate::pin::{self, PinSet};
 use crate::repo::{snapshot_entry_key, Repo};
 
@@ -66,7 +66,7 @@ impl Unlisted {
 
 /// The WAL segments past each timeline's archived end, and the snapshots, that the repo
 /// holds but `m` does not list.
-pub async fn unlisted(repo: &Repo, m: &Manifest) -> Result<Unlisted> {
+pub async fn unlisted<M: Model>(repo: &Repo<M>, m: &Manifest) -> Result<Unlisted> {
     let mut out = Unlisted::default();
     for (key, size) in repo.list(crate::keys::WAL_PREFIX).await? {
         let Some((timeline, first_lsn, writer_epoch)) = crate::keys::parse_segment_key(&key) else {
@@ -115,7 +115,7 @@ pub struct Report {
 
 /// Lists again what a lost newest manifest named, in a new version numbered past it.
 /// Does nothing when no version was lost.
-pub async fn run(repo: &Repo, dry_run: bool) -> Result<Report> {
+pub async fn run<M: Model>(repo: &Repo<M>, dry_run: bool) -> Result<Report> {
     let repo = repo.clone().accepting_lost_manifest();
     let (m, listing) = repo.load_manifest_for_repair().await?;
     let mut report = Report {
@@ -149,7 +149,7 @@ pub async fn run(repo: &Repo, dry_run: bool) -> Result<Report> {
         }
         let z = repo.get(&s.key).await?;
         let data = codec::decompress(&z, &s.key)?;
-        let (mut entry, ids, inserted) = crate::segments::summarize(&data, &s.key)?;
+        let (mut entry, ids, inserted) = crate::segments::summarize::<M>(&data, &s.key)?;
         entry.stored_size = z.len() as u64;
         entry.archived_at_ms = repo.clock().now_ms();
         entry.writer_epoch = s.writer_epoch;
@@ -200,7 +200,7 @@ pub async fn run(repo: &Repo, dry_run: bool) -> Result<Report> {
     report.new_version = written.version;
     for key in &report.unlisted.snapshots {
         let payload = repo.get_payload(key).await?;
-        let state: State = crate::snapshot::decode_payload(&payload, key)?;
+        let state: M = crate::snapshot::decode_payload(&payload, key)?;
         crate::snapshot::upload(&repo, &state).await?;
         report.snapshots_listed += 1;
     }

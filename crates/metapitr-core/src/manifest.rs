@@ -3,7 +3,7 @@
 //! every module that plans, snapshots or expires.
 
 use crate::epoch;
-use crate::model::pb::Manifest;
+use crate::pb::Manifest;
 
 /// The epoch ranges of a timeline that a restore can reach, merged and in order.
 pub fn restorable_ranges(m: &Manifest, timeline: u32) -> Vec<(u64, u64)> {

@@ -34,7 +34,6 @@ use prost::Message;
 
 use crate::codec::{le4, le8};
 use crate::error::{Error, Result};
-use crate::model::Change;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MPWALSEG";
 pub const SEGMENT_VERSION: u16 = 1;
@@ -106,34 +105,60 @@ impl SegmentHeader {
 
 /// One decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Record<C> {
     pub lsn: u64,
     pub epoch: u64,
     pub end_of_batch: bool,
-    pub change: Change,
+    pub change: C,
 }
 
-impl Record {
+impl<C> Record<C> {
     /// Replays the record onto a state (recovery, restore, pin maintenance); an error names
     /// the record.
-    pub fn apply_to(&self, state: &mut crate::model::State) -> Result<()> {
+    pub fn apply_to<M: crate::model_api::Model<Change = C>>(&self, state: &mut M) -> Result<()> {
         state
             .replay(self.lsn, self.epoch, &self.change)
             .map_err(|source| Error::Apply {
                 lsn: self.lsn,
                 epoch: self.epoch,
-                source: Box::new(source),
+                source,
             })
     }
 }
 
+/// A change read for its frame only. Recovering a WAL directory needs each record's lsn
+/// and epoch, not what it changes: the body's protobuf fields are walked, so a body that is
+/// not a protobuf message is still refused, but nothing is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Unparsed;
+
+impl Message for Unparsed {
+    fn encode_raw(&self, _buf: &mut impl bytes::BufMut) {}
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> std::result::Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        0
+    }
+
+    fn clear(&mut self) {}
+}
+
 /// Appends one record frame to `out`.
-pub fn encode_record(
+pub fn encode_record<C: Message + Default>(
     out: &mut Vec<u8>,
     lsn: u64,
     epoch: u64,
     end_of_batch: bool,
-    change: &Change,
+    change: &C,
 ) -> Result<()> {
     let body_len = BODY_FIXED_LEN + change.encoded_len();
     if body_len > MAX_BODY {
@@ -168,11 +193,11 @@ pub struct FrameError {
 
 /// Decodes the frame at `off`, returning the record and the offset after it.
 /// `expect_lsn` is the lsn the frame must carry.
-pub fn decode_frame(
+pub fn decode_frame<C: Message + Default>(
     data: &[u8],
     off: usize,
     expect_lsn: u64,
-) -> std::result::Result<(Record, usize), FrameError> {
+) -> std::result::Result<(Record<C>, usize), FrameError> {
     let err = |reason: String, incomplete: bool| FrameError {
         offset: off as u64,
         reason,
@@ -220,7 +245,7 @@ pub fn decode_frame(
             false,
         ));
     }
-    let change = Change::decode(&body[BODY_FIXED_LEN..])
+    let change = C::decode(&body[BODY_FIXED_LEN..])
         .map_err(|e| err(format!("change does not decode: {e}"), false))?;
     Ok((
         Record {
@@ -235,9 +260,9 @@ pub fn decode_frame(
 
 /// The result of reading a segment's records.
 #[derive(Debug)]
-pub struct Scan {
+pub struct Scan<C> {
     pub header: SegmentHeader,
-    pub records: Vec<Record>,
+    pub records: Vec<Record<C>>,
     /// Offset just past the last record of the last complete batch.
     pub batch_end: usize,
     /// The number of records up to `batch_end`.
@@ -247,7 +272,7 @@ pub struct Scan {
 }
 
 /// Reads every record it can. Stops at the first bad frame and reports it.
-pub fn scan(data: &[u8], what: &str) -> Result<Scan> {
+pub fn scan<C: Message + Default>(data: &[u8], what: &str) -> Result<Scan<C>> {
     let header = SegmentHeader::decode(data, what)?;
     let mut off = HEADER_LEN;
     let mut records = Vec::new();
@@ -311,13 +336,16 @@ pub fn intact_frame_after(data: &[u8], from: usize, min_lsn: u64) -> Option<usiz
             .saturating_sub(FRAME_HEADER_LEN + BODY_FIXED_LEN - 1))
         .find(|&p| {
             let lsn = u64::from_le_bytes(le8(&data[p + 9..p + 17]));
-            (min_lsn..=max_lsn).contains(&lsn) && decode_frame(data, p, lsn).is_ok()
+            (min_lsn..=max_lsn).contains(&lsn) && decode_frame::<Unparsed>(data, p, lsn).is_ok()
         })
 }
 
 /// Reads a sealed segment (local or archived) strictly: every byte must be valid and the
 /// last record must end a batch.
-pub fn read_sealed(data: &[u8], what: &str) -> Result<(SegmentHeader, Vec<Record>)> {
+pub fn read_sealed<C: Message + Default>(
+    data: &[u8],
+    what: &str,
+) -> Result<(SegmentHeader, Vec<Record<C>>)> {
     let s = scan(data, what)?;
     if let Some(e) = s.error {
         return Err(Error::corrupt(what, e.offset, e.reason));
@@ -342,11 +370,20 @@ pub fn read_sealed(data: &[u8], what: &str) -> Result<(SegmentHeader, Vec<Record
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{change, pb::IdGenerator};
+
+    /// A change of some model: the WAL only frames its bytes.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Change {
+        #[prost(uint64, tag = "1")]
+        next: u64,
+        #[prost(string, tag = "2")]
+        note: String,
+    }
 
     fn change(next: u64) -> Change {
         Change {
-            kind: Some(change::Kind::IdAdvance(IdGenerator { category: 5, next })),
+            next,
+            note: "id advance".into(),
         }
     }
 
@@ -367,7 +404,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let data = segment(5, &[5, 6, 7]);
-        let (h, records) = read_sealed(&data, "s").unwrap();
+        let (h, records) = read_sealed::<Change>(&data, "s").unwrap();
         assert_eq!(h.first_lsn, 5);
         assert_eq!(
             records.iter().map(|r| r.lsn).collect::<Vec<_>>(),
@@ -380,11 +417,15 @@ mod tests {
         // Used to panic slicing data[off..].
         let data = segment(1, &[1]);
         for off in [data.len() + 1, data.len() + 100, usize::MAX] {
-            let e = decode_frame(&data, off, 1).unwrap_err();
+            let e = decode_frame::<Change>(&data, off, 1).unwrap_err();
             assert!(e.incomplete, "{e:?}");
             assert_eq!(e.offset, off as u64);
         }
-        assert!(decode_frame(&data, data.len(), 1).unwrap_err().incomplete);
+        assert!(
+            decode_frame::<Change>(&data, data.len(), 1)
+                .unwrap_err()
+                .incomplete
+        );
     }
 
     #[test]
@@ -392,11 +433,11 @@ mod tests {
         // A header at the largest lsn followed by two records: computing the lsn the
         // second must carry used to overflow (a panic in debug builds).
         let data = segment(u64::MAX, &[u64::MAX, 0]);
-        let s = scan(&data, "s").unwrap();
+        let s = scan::<Change>(&data, "s").unwrap();
         assert_eq!(s.records.len(), 1);
         let e = s.error.unwrap();
         assert!(e.reason.contains("past the largest lsn"), "{e:?}");
-        let e = read_sealed(&data, "s").unwrap_err().to_string();
+        let e = read_sealed::<Change>(&data, "s").unwrap_err().to_string();
         assert!(e.contains("corrupt s at byte offset"), "{e}");
         // The search for an intact frame after damage near the largest lsn used to
         // overflow too.

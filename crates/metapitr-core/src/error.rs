@@ -168,14 +168,14 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn corrupt(what: impl Into<String>, offset: u64, reason: impl Into<String>) -> Self {
+    pub fn corrupt(what: impl Into<String>, offset: u64, reason: impl Into<String>) -> Self {
         Error::Corrupt {
             what: what.into(),
             offset,
@@ -183,11 +183,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn meta_store(
-        store: impl ToString,
-        kind: ErrorKind,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn meta_store(store: impl ToString, kind: ErrorKind, reason: impl Into<String>) -> Self {
         Error::MetaStore {
             store: store.to_string(),
             reason: reason.into(),
@@ -195,7 +191,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn store(op: &'static str, key: impl ToString, source: object_store::Error) -> Self {
+    pub fn store(op: &'static str, key: impl ToString, source: object_store::Error) -> Self {
         Error::ObjectStore {
             op,
             key: key.to_string(),

@@ -28,9 +28,9 @@ use tracing::{info, warn};
 
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
-use crate::model::Change;
 pub use format::Record;
 use format::{SegmentHeader, HEADER_LEN};
+use prost::Message;
 
 pub const LOCK_FILE: &str = "LOCK";
 
@@ -117,7 +117,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
     Ok(out)
 }
 
-pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
@@ -207,7 +207,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
         }
         let data = fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         if seg.sealed {
-            let (h, records) = format::read_sealed(&data, &what)?;
+            let (h, records) = format::read_sealed::<format::Unparsed>(&data, &what)?;
             check_header(&h, seg, &what)?;
             let last = records.last().map(|r| (r.lsn, r.epoch)).unwrap_or_default();
             expected = Some(last.0.saturating_add(1));
@@ -220,7 +220,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
             fs::remove_file(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
             continue;
         }
-        let s = format::scan(&data, &what)?;
+        let s = format::scan::<format::Unparsed>(&data, &what)?;
         check_header(&s.header, seg, &what)?;
         let cut = if let Some(e) = &s.error {
             let next_lsn = seg.first_lsn.saturating_add(s.records.len() as u64);
@@ -299,7 +299,7 @@ fn check_header(h: &SegmentHeader, seg: &SegmentFile, what: &str) -> Result<()> 
 }
 
 /// Reads the records of every local segment with lsn > `after`, in order.
-pub fn read_local_records(dir: &Path, after: u64) -> Result<Vec<Record>> {
+pub fn read_local_records<C: Message + Default>(dir: &Path, after: u64) -> Result<Vec<Record<C>>> {
     let mut out = Vec::new();
     for seg in list_segments(dir)? {
         let data = fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
@@ -446,7 +446,7 @@ impl Wal {
     pub fn append(
         &self,
         epoch: u64,
-        changes: &[Change],
+        changes: &[impl Message + Default],
     ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
         if changes.is_empty() {
             return Err(Error::InvalidInput(

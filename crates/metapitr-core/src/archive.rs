@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{self, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
+use crate::model_api::Model;
+use crate::pb::{Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
 use crate::pin::PinSet;
 use crate::repo::{index_key, Repo};
 use crate::wal;
@@ -35,13 +36,13 @@ pub const UPLOAD_CONCURRENCY: usize = 4;
 pub const PUBLISH_BATCH: usize = 64;
 
 /// Uploads one sealed local segment (not yet published).
-pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment> {
+pub async fn upload_segment<M: Model>(repo: &Repo<M>, path: &Path) -> Result<ArchivedSegment> {
     let data = tokio::fs::read(path)
         .await
         .map_err(|e| Error::io(path, e))?;
     let what = path.display().to_string();
     let (mut entry, ids, inserted, z) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let (entry, ids, inserted) = summarize(&data, &what)?;
+        let (entry, ids, inserted) = summarize::<M>(&data, &what)?;
         let z = codec::compress(&data)?;
         Ok((entry, ids, inserted, z))
     })
@@ -65,7 +66,7 @@ pub async fn upload_segment(repo: &Repo, path: &Path) -> Result<ArchivedSegment>
 /// Adds uploaded segments to the manifest, in order. A segment already listed with the
 /// same checksum is skipped (an earlier attempt published it); one that does not start
 /// right after the archived end is refused.
-pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> {
+pub async fn publish<M: Model>(repo: &Repo<M>, segs: &[ArchivedSegment]) -> Result<Manifest> {
     // The manifest version whose pin set was found missing, once.
     let mut missing_in: Option<u64> = None;
     'publish: loop {
@@ -147,7 +148,7 @@ pub async fn publish(repo: &Repo, segs: &[ArchivedSegment]) -> Result<Manifest> 
 /// an interrupted publish or retention left behind. None of them can be published any
 /// more, since every new pin set extends the one the manifest names. Failures are logged
 /// and left to the next pass.
-async fn sweep_pins(repo: &Repo, current: &crate::model::pb::PinSetRef) {
+async fn sweep_pins<M: Model>(repo: &Repo<M>, current: &crate::pb::PinSetRef) {
     let keep = crate::keys::pin_key(current);
     // LIST takes whole path segments: list pins/ and match the timeline's keys.
     let keys = match repo.list(crate::keys::PINS_PREFIX).await {
@@ -213,7 +214,7 @@ fn add_segments(m: &mut Manifest, segs: &[ArchivedSegment]) -> Result<bool> {
 
 /// Moves the oldest inline segment entries of a timeline into an index object once there
 /// are enough of them, keeping the manifest small however long the history.
-async fn compact_index(repo: &Repo, m: &Manifest) -> Result<Manifest> {
+async fn compact_index<M: Model>(repo: &Repo<M>, m: &Manifest) -> Result<Manifest> {
     let mut m = m.clone();
     let tls: Vec<u32> = m
         .timelines
@@ -291,7 +292,7 @@ fn split_covered(
 /// chains onto the archive's end. An archiver runs it before it claims the timeline, so a
 /// stray directory is refused before it fences the live writer.
 /// Returns how many segments a pass would upload.
-pub async fn preflight_dir(repo: &Repo, wal_dir: &Path) -> Result<usize> {
+pub async fn preflight_dir<M: Model>(repo: &Repo<M>, wal_dir: &Path) -> Result<usize> {
     let sealed: Vec<wal::SegmentFile> = wal::list_segments(wal_dir)?
         .into_iter()
         .filter(|s| s.sealed)
@@ -304,7 +305,7 @@ pub async fn preflight_dir(repo: &Repo, wal_dir: &Path) -> Result<usize> {
     let mut entries = Vec::new();
     for s in todo {
         let data = std::fs::read(&s.path).map_err(|e| Error::io(&s.path, e))?;
-        let (entry, ids, _) = summarize(&data, &s.path.display().to_string())?;
+        let (entry, ids, _) = summarize::<M>(&data, &s.path.display().to_string())?;
         entries.push(ArchivedSegment {
             entry,
             ids,
@@ -372,7 +373,7 @@ pub struct ArchiveReport {
 
 /// Ships every sealed segment of a WAL directory that the repo does not hold yet, and
 /// deletes the local copies the manifest lists.
-pub async fn archive_dir(repo: &Repo, wal_dir: &Path) -> Result<ArchiveReport> {
+pub async fn archive_dir<M: Model>(repo: &Repo<M>, wal_dir: &Path) -> Result<ArchiveReport> {
     let sealed: Vec<wal::SegmentFile> = wal::list_segments(wal_dir)?
         .into_iter()
         .filter(|s| s.sealed)
@@ -462,8 +463,8 @@ pub struct Archiver {
 
 impl Archiver {
     /// Archives `wal_dir` whenever `sealed` changes, and every `poll` in any case.
-    pub fn spawn(
-        repo: Repo,
+    pub fn spawn<M: Model>(
+        repo: Repo<M>,
         wal_dir: PathBuf,
         mut sealed: watch::Receiver<u64>,
         poll: Duration,

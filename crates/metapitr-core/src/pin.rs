@@ -29,7 +29,8 @@ use roaring::RoaringTreemap;
 
 use crate::codec::{self, le4, le8, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{Change, Manifest, PinSetRef, SnapshotEntry};
+use crate::model_api::Model;
+use crate::pb::{Manifest, PinSetRef, SnapshotEntry};
 use crate::repo::Repo;
 use crate::restore::{self, Target};
 use crate::segments::ArchivedSegment;
@@ -48,8 +49,6 @@ pub struct PinSet {
 
 pub use crate::keys::pin_key;
 
-pub use crate::model::inserted_objects;
-
 impl PinSet {
     pub fn is_pinned(&self, object_id: u64) -> bool {
         self.window.contains(object_id) || self.keep.contains(object_id)
@@ -65,8 +64,8 @@ impl PinSet {
     }
 
     /// Adds the objects a change inserts.
-    pub fn extend_with(&mut self, c: &Change) {
-        for id in inserted_objects(c) {
+    pub fn extend_with<M: Model>(&mut self, c: &M::Change) {
+        for id in M::inserted_objects(c) {
             self.window.insert(id);
         }
     }
@@ -141,7 +140,7 @@ impl PinSet {
     }
 
     /// Writes the pin set to the repo (not yet named by the manifest) and returns its ref.
-    pub async fn upload(&self, repo: &Repo) -> Result<PinSetRef> {
+    pub async fn upload<M: Model>(&self, repo: &Repo<M>) -> Result<PinSetRef> {
         let payload = self.encode()?;
         let crc = codec::envelope_crc(&payload);
         let z = codec::compress(&payload)?;
@@ -160,7 +159,7 @@ impl PinSet {
         Ok(r)
     }
 
-    pub async fn fetch(repo: &Repo, r: &PinSetRef) -> Result<PinSet> {
+    pub async fn fetch<M: Model>(repo: &Repo<M>, r: &PinSetRef) -> Result<PinSet> {
         let key = pin_key(r);
         let payload = repo.get_payload(&key).await?;
         if codec::envelope_crc(&payload) != r.payload_crc32 {
@@ -305,7 +304,7 @@ pub fn gc_check(pins: &[PinSet], current_epoch: u64, candidates: &RoaringTreemap
 
 /// The pin sets the repo names, one per timeline (none for an empty repo, which pins
 /// nothing and covers no epoch).
-pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
+pub async fn load_all<M: Model>(repo: &Repo<M>) -> Result<Vec<PinSet>> {
     let mut missing: Option<(u64, Error)> = None;
     'again: for _ in 0..8 {
         let Some(m) = repo.load_manifest().await? else {
@@ -339,8 +338,8 @@ pub async fn load_all(repo: &Repo) -> Result<Vec<PinSet>> {
 
 /// The pin set a timeline starts with when the manifest names none: empty for a timeline
 /// archived from its first record, otherwise rebuilt from the repo.
-pub async fn initial(
-    repo: &Repo,
+pub async fn initial<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     timeline: u32,
     segs: &[ArchivedSegment],
@@ -365,13 +364,13 @@ pub async fn initial(
 }
 
 /// Calls `f` on every archived record of a timeline with lsn in (after, upto], in order.
-pub async fn for_each_record(
-    repo: &Repo,
+pub async fn for_each_record<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     timeline: u32,
     after: u64,
     upto: u64,
-    mut f: impl FnMut(&Record) -> Result<()>,
+    mut f: impl FnMut(&Record<M::Change>) -> Result<()>,
 ) -> Result<()> {
     let segs = crate::segments::segment_entries(repo, m, timeline, after, u64::MAX).await?;
     let wanted: Vec<_> = segs.into_iter().filter(|s| s.first_lsn <= upto).collect();
@@ -389,7 +388,11 @@ pub async fn for_each_record(
 }
 
 /// The objects of every snapshot of `timeline` marked keep.
-pub async fn keep_objects(repo: &Repo, m: &Manifest, timeline: u32) -> Result<RoaringTreemap> {
+pub async fn keep_objects<M: Model>(
+    repo: &Repo<M>,
+    m: &Manifest,
+    timeline: u32,
+) -> Result<RoaringTreemap> {
     let mut out = RoaringTreemap::new();
     let keep: Vec<SnapshotEntry> = m
         .snapshots
@@ -398,8 +401,8 @@ pub async fn keep_objects(repo: &Repo, m: &Manifest, timeline: u32) -> Result<Ro
         .copied()
         .collect();
     for s in keep {
-        let st = snapshot::fetch(repo, &s).await?;
-        out.extend(st.hummock.object_ids());
+        let st: M = snapshot::fetch(repo, &s).await?;
+        out |= st.referenced_objects();
     }
     Ok(out)
 }
@@ -407,7 +410,7 @@ pub async fn keep_objects(repo: &Repo, m: &Manifest, timeline: u32) -> Result<Ro
 /// Computes a timeline's pin set from the repo alone: the objects of the version at the
 /// start of the newest restorable range, every object inserted after it, and the objects
 /// of keep snapshots.
-pub async fn rebuild(repo: &Repo, m: &Manifest, timeline: u32) -> Result<PinSet> {
+pub async fn rebuild<M: Model>(repo: &Repo<M>, m: &Manifest, timeline: u32) -> Result<PinSet> {
     let ranges = restore::restorable_ranges(m, timeline);
     let Some(&(w0, _)) = ranges.last() else {
         return Ok(PinSet {
@@ -419,21 +422,26 @@ pub async fn rebuild(repo: &Repo, m: &Manifest, timeline: u32) -> Result<PinSet>
 }
 
 /// [`rebuild`] for a window starting at `w0`, which must be restorable.
-pub async fn rebuild_from(repo: &Repo, m: &Manifest, timeline: u32, w0: u64) -> Result<PinSet> {
+pub async fn rebuild_from<M: Model>(
+    repo: &Repo<M>,
+    m: &Manifest,
+    timeline: u32,
+    w0: u64,
+) -> Result<PinSet> {
     let plan = restore::plan(repo, m, Some(timeline), Target::Epoch(w0)).await?;
-    let state = restore::replay(repo, &plan).await?;
+    let state: M = restore::replay(repo, &plan).await?;
     let (last_lsn, last_epoch) = m.timeline(timeline).map_or((0, 0), |t| t.last());
     let mut p = PinSet {
         timeline,
         from_epoch: w0,
         to_epoch: last_epoch.max(w0),
-        to_lsn: last_lsn.max(state.lsn),
-        window: state.hummock.object_ids().collect(),
+        to_lsn: last_lsn.max(state.lsn()),
+        window: state.referenced_objects(),
         keep: keep_objects(repo, m, timeline).await?,
     };
     let mut inserted = RoaringTreemap::new();
-    for_each_record(repo, m, timeline, state.lsn, u64::MAX, |r| {
-        inserted.extend(inserted_objects(&r.change));
+    for_each_record(repo, m, timeline, state.lsn(), u64::MAX, |r| {
+        inserted.extend(M::inserted_objects(&r.change));
         Ok(())
     })
     .await?;
@@ -447,28 +455,28 @@ pub async fn rebuild_from(repo: &Repo, m: &Manifest, timeline: u32, w0: u64) -> 
 ///
 /// Relies on Hummock never reusing an object id: an object that leaves the version never
 /// returns, so one that no version at or after `base` references is needed by none later.
-pub async fn advance(
-    repo: &Repo,
+pub async fn advance<M: Model>(
+    repo: &Repo<M>,
     m: &Manifest,
     old: &PinSet,
     base: &SnapshotEntry,
 ) -> Result<PinSet> {
     let tl = old.timeline;
     let plan = restore::plan(repo, m, Some(tl), Target::Epoch(old.from_epoch)).await?;
-    let mut state = restore::replay(repo, &plan).await?;
-    let mut seen: RoaringTreemap = state.hummock.object_ids().collect();
-    for_each_record(repo, m, tl, state.lsn, base.lsn, |r| {
-        seen.extend(inserted_objects(&r.change));
+    let mut state: M = restore::replay(repo, &plan).await?;
+    let mut seen: RoaringTreemap = state.referenced_objects();
+    for_each_record(repo, m, tl, state.lsn(), base.lsn, |r| {
+        seen.extend(M::inserted_objects(&r.change));
         r.apply_to(&mut state)
     })
     .await?;
-    if state.lsn != base.lsn {
+    if state.lsn() != base.lsn {
         return Err(Error::NotFound(format!(
             "the archive of timeline {tl} does not reach lsn {} of snapshot {}",
             base.lsn, base.id
         )));
     }
-    let live: RoaringTreemap = state.hummock.object_ids().collect();
+    let live: RoaringTreemap = state.referenced_objects();
     let died = seen - live;
     Ok(PinSet {
         timeline: tl,

@@ -24,8 +24,8 @@ use crate::archive::{ArchiveStatus, Archiver};
 use crate::clock::SharedClock;
 use crate::epoch;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::pb::SnapshotEntry;
-use crate::model::{Change, State};
+use crate::model_api::Model;
+use crate::pb::SnapshotEntry;
 use crate::repo::Repo;
 use crate::restore::{self, Target};
 use crate::snapshot;
@@ -58,22 +58,24 @@ impl Default for RecorderOptions {
     }
 }
 
-struct Inner {
-    state: State,
+struct Inner<M> {
+    state: M,
     commits_since_snapshot: u64,
     last_snapshot_ms: u64,
     /// Set when the WAL failed after a batch was applied to `state`.
     poisoned: Option<String>,
 }
 
-pub struct Recorder {
+/// Records a meta service's commits: validates and applies each batch to the state of
+/// model `M`, makes it durable in the WAL and archives it.
+pub struct Recorder<M: Model> {
     dir: PathBuf,
-    repo: Repo,
+    repo: Repo<M>,
     clock: SharedClock,
     opts: RecorderOptions,
     wal: Wal,
     archiver: Option<Archiver>,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<M>>,
 }
 
 /// A store that begins mid-history (restored from a snapshot) has nothing in the repo to
@@ -83,8 +85,8 @@ pub struct Recorder {
 ///
 /// A store whose local WAL still starts at lsn 1 holds its whole history, even if none of
 /// it was archived yet (the repo was unreachable): the archiver ships it from the start.
-async fn register_start(repo: &Repo, dir: &Path, state: &State) -> Result<()> {
-    if state.lsn == 0 {
+async fn register_start<M: Model>(repo: &Repo<M>, dir: &Path, state: &M) -> Result<()> {
+    if state.lsn() == 0 {
         return Ok(());
     }
     if wal::list_segments(dir)?
@@ -95,13 +97,13 @@ async fn register_start(repo: &Repo, dir: &Path, state: &State) -> Result<()> {
     }
     let m = repo.load_manifest().await?.unwrap_or_default();
     let archived = m
-        .timeline(state.timeline)
+        .timeline(state.timeline())
         .is_some_and(|t| t.first_archived().is_some() || t.fork_lsn > 0);
     if archived {
         return Ok(());
     }
     snapshot::upload(repo, state).await?;
-    let (lsn, epoch, tl) = (state.lsn, state.epoch, state.timeline);
+    let (lsn, epoch, tl) = (state.lsn(), state.epoch(), state.timeline());
     repo.update_manifest(|m| {
         let t = m.timeline_mut(tl);
         if t.first_archived().is_some() || t.fork_lsn > 0 {
@@ -128,16 +130,16 @@ pub struct ArchiveLag {
     pub lag_ms: u64,
 }
 
-impl Recorder {
+impl<M: Model> Recorder<M> {
     /// Opens (or creates) the meta store directory `dir` recording into `repo`.
-    pub async fn open(dir: &Path, repo: Repo, opts: RecorderOptions) -> Result<Recorder> {
+    pub async fn open(dir: &Path, repo: Repo<M>, opts: RecorderOptions) -> Result<Self> {
         let clock = repo.clock().clone();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         // Lock first so that nothing changes under the reads below.
         let probe = wal::lock_dir(dir)?;
         let mut state = match snapshot::read_checkpoint(dir)? {
             Some(s) => s,
-            None => State::new(1),
+            None => M::empty(1),
         };
         // A restored store goes on on a timeline of its own.
         if let Some(fork) = crate::timeline::read_fork(dir)? {
@@ -145,27 +147,27 @@ impl Recorder {
         }
         // One writer per timeline: taking it over fences any earlier writer.
         let repo = if opts.archive {
-            repo.claim_timeline(state.timeline).await?
+            repo.claim_timeline(state.timeline()).await?
         } else {
             repo
         };
         // Records past the checkpoint that the archiver shipped and deleted locally are read
         // back from the repo before the WAL decides where to continue.
         let local_first = wal::list_segments(dir)?.first().map(|s| s.first_lsn);
-        if local_first.is_none_or(|f| f > state.lsn + 1) {
+        if local_first.is_none_or(|f| f > state.lsn() + 1) {
             if let Some(m) = repo.load_manifest().await? {
-                let repo_last = m.timeline(state.timeline).map_or(0, |t| t.last().0);
-                if repo_last > state.lsn {
+                let repo_last = m.timeline(state.timeline()).map_or(0, |t| t.last().0);
+                if repo_last > state.lsn() {
                     let plan =
-                        restore::plan(&repo, &m, Some(state.timeline), Target::Latest).await?;
+                        restore::plan(&repo, &m, Some(state.timeline()), Target::Latest).await?;
                     state = restore::replay(&repo, &plan).await?;
                 }
             }
         }
-        if let Some(f) = local_first.filter(|f| *f > state.lsn + 1) {
+        if let Some(f) = local_first.filter(|f| *f > state.lsn() + 1) {
             return Err(Error::NotFound(format!(
                 "records {}..{} are neither in {} nor archived in {}",
-                state.lsn + 1,
+                state.lsn() + 1,
                 f,
                 dir.display(),
                 repo.url()
@@ -174,22 +176,22 @@ impl Recorder {
         let wal = Wal::open_locked(
             probe,
             dir,
-            state.timeline,
-            state.lsn + 1,
+            state.timeline(),
+            state.lsn() + 1,
             opts.wal.clone(),
             clock.clone(),
         )?;
         // The state the local WAL continues from.
         let base = state.clone();
-        let local = wal::read_local_records(dir, state.lsn)?;
-        let base_lsn = state.lsn;
+        let local = wal::read_local_records(dir, state.lsn())?;
+        let base_lsn = state.lsn();
         for r in local.iter().filter(|r| r.lsn > base_lsn) {
             r.apply_to(&mut state)?;
         }
-        if state.lsn + 1 != wal.next_lsn() && state.lsn != 0 {
+        if state.lsn() + 1 != wal.next_lsn() && state.lsn() != 0 {
             return Err(Error::Internal(format!(
                 "state ends at lsn {} but the WAL continues at {}",
-                state.lsn,
+                state.lsn(),
                 wal.next_lsn()
             )));
         }
@@ -204,7 +206,7 @@ impl Recorder {
                 opts.archive_poll,
             )
         });
-        info!(dir = %dir.display(), lsn = state.lsn, epoch = state.epoch, "recorder open");
+        info!(dir = %dir.display(), lsn = state.lsn(), epoch = state.epoch(), "recorder open");
         let now = clock.now_ms();
         Ok(Recorder {
             dir: dir.to_path_buf(),
@@ -222,7 +224,7 @@ impl Recorder {
         })
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner<M>>> {
         self.inner
             .lock()
             .map_err(|_| Error::Internal("recorder state lock poisoned".into()))
@@ -231,7 +233,7 @@ impl Recorder {
     /// Validates and applies `changes` at `epoch`, writes them to the WAL and returns once
     /// they are durable. An invalid batch changes nothing and is reported with the index of
     /// the offending change.
-    pub async fn commit(&self, epoch: u64, changes: Vec<Change>) -> Result<LsnRange> {
+    pub async fn commit(&self, epoch: u64, changes: Vec<M::Change>) -> Result<LsnRange> {
         let durable = self.commit_nowait(epoch, changes)?;
         let range = durable.await?;
         if self.snapshot_due()? {
@@ -246,7 +248,7 @@ impl Recorder {
     pub fn commit_nowait(
         &self,
         epoch: u64,
-        changes: Vec<Change>,
+        changes: Vec<M::Change>,
     ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
         let mut inner = self.lock()?;
         if let Some(st) = self.archive_status().filter(|s| s.fenced) {
@@ -280,7 +282,7 @@ impl Recorder {
             .map_err(|(index, source)| Error::InvalidBatch {
                 epoch,
                 index,
-                source: Box::new(source),
+                source,
             })?;
         let durable = match self.wal.append(epoch, &changes) {
             Ok(f) => f,
@@ -289,7 +291,7 @@ impl Recorder {
                 return Err(e);
             }
         };
-        inner.state.lsn += changes.len() as u64;
+        inner.state.advance_lsn(changes.len() as u64);
         inner.commits_since_snapshot += 1;
         Ok(durable)
     }
@@ -328,7 +330,7 @@ impl Recorder {
     }
 
     /// Runs `f` on the committed state.
-    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
+    pub fn with_state<T>(&self, f: impl FnOnce(&M) -> T) -> Result<T> {
         Ok(f(&self.lock()?.state))
     }
 
@@ -337,7 +339,7 @@ impl Recorder {
     }
 
     pub fn archive_lag(&self) -> Result<ArchiveLag> {
-        let committed_epoch = self.lock()?.state.epoch;
+        let committed_epoch = self.lock()?.state.epoch();
         let archived_epoch = self.archive_status().map_or(0, |s| s.archived_epoch);
         let lag_ms = if committed_epoch > archived_epoch && archived_epoch > 0 {
             epoch::to_unix_ms(committed_epoch) - epoch::to_unix_ms(archived_epoch)
@@ -353,7 +355,7 @@ impl Recorder {
         })
     }
 
-    pub fn repo(&self) -> &Repo {
+    pub fn repo(&self) -> &Repo<M> {
         &self.repo
     }
 

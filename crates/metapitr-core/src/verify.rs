@@ -24,7 +24,8 @@ use serde::Serialize;
 
 use crate::codec::{self, Kind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::pb::{
+use crate::model_api::Model;
+use crate::pb::{
     Manifest, SegmentChunkRef, SegmentEntry, VerifiedChunk, VerifiedObject, VerifyState,
 };
 use crate::pin::{pin_key, PinSet};
@@ -105,7 +106,7 @@ impl Report {
 }
 
 /// Reads the remembered state (None: no run yet).
-pub async fn load_state(repo: &Repo) -> Result<Option<VerifyState>> {
+pub async fn load_state<M: Model>(repo: &Repo<M>) -> Result<Option<VerifyState>> {
     match repo
         .get_message::<VerifyState>(STATE_KEY, Kind::VerifyState)
         .await
@@ -116,7 +117,7 @@ pub async fn load_state(repo: &Repo) -> Result<Option<VerifyState>> {
     }
 }
 
-async fn save_state(repo: &Repo, s: &VerifyState) -> Result<()> {
+async fn save_state<M: Model>(repo: &Repo<M>, s: &VerifyState) -> Result<()> {
     use prost::Message;
     let payload = codec::seal(Kind::VerifyState, &s.encode_to_vec());
     repo.put_overwrite(STATE_KEY, Bytes::from(codec::compress(&payload)?))
@@ -126,8 +127,8 @@ async fn save_state(repo: &Repo, s: &VerifyState) -> Result<()> {
 /// An object to read and check.
 enum Check {
     Segment(SegmentEntry),
-    Snapshot(crate::model::pb::SnapshotEntry),
-    Pins(crate::model::pb::PinSetRef),
+    Snapshot(crate::pb::SnapshotEntry),
+    Pins(crate::pb::PinSetRef),
 }
 
 impl Check {
@@ -155,20 +156,20 @@ impl Check {
         }
     }
 
-    async fn run(&self, repo: &Repo) -> Result<()> {
+    async fn run<M: Model>(&self, repo: &Repo<M>) -> Result<()> {
         match self {
             Check::Segment(e) => {
                 let records = crate::segments::fetch_segment(repo, e).await?;
                 check_epochs(e, &records)
             }
-            Check::Snapshot(s) => snapshot::fetch(repo, s).await.map(|_| ()),
+            Check::Snapshot(s) => snapshot::fetch::<M>(repo, s).await.map(|_| ()),
             Check::Pins(r) => PinSet::fetch(repo, r).await.map(|_| ()),
         }
     }
 }
 
 /// The records' epochs never go back and span exactly the entry's epochs.
-fn check_epochs(e: &SegmentEntry, records: &[crate::wal::format::Record]) -> Result<()> {
+fn check_epochs<C>(e: &SegmentEntry, records: &[crate::wal::format::Record<C>]) -> Result<()> {
     let key = e.key();
     let mut prev = 0;
     for r in records {
@@ -302,7 +303,7 @@ fn continuity(m: &Manifest, timeline: u32, runs: &mut [Run]) -> Vec<Problem> {
 }
 
 /// Verifies the repo; remembers what passed. `full` reads everything again.
-pub async fn run(repo: &Repo, full: bool, progress: &Progress) -> Result<Report> {
+pub async fn run<M: Model>(repo: &Repo<M>, full: bool, progress: &Progress) -> Result<Report> {
     // A lost or unreadable newest manifest is a problem to report; the newest readable
     // version is verified.
     let (m, listing) = repo.load_manifest_for_repair().await?;

@@ -7,13 +7,12 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use prost::Message;
 use tracing::info;
 
 use crate::codec::{self, Kind};
 use crate::error::{Error, Result};
-use crate::model::pb::{self, Manifest, SnapshotEntry};
-use crate::model::State;
+use crate::model_api::Model;
+use crate::pb::{Manifest, SnapshotEntry};
 use crate::repo::{snapshot_entry_key, snapshot_key, Repo};
 use crate::wal::fsync_dir;
 
@@ -21,65 +20,24 @@ use crate::wal::fsync_dir;
 pub const CHECKPOINT_FILE: &str = "CHECKPOINT";
 
 /// A state as stored bytes (zstd frame around the envelope).
-pub fn encode(state: &State) -> Result<Vec<u8>> {
-    codec::compress(&codec::seal(
-        Kind::Snapshot,
-        &state.to_proto().encode_to_vec(),
-    ))
+pub fn encode<M: Model>(state: &M) -> Result<Vec<u8>> {
+    codec::compress(&codec::seal(Kind::Snapshot, &state.encode_state()))
 }
 
-pub fn decode(bytes: &[u8], what: &str) -> Result<State> {
+pub fn decode<M: Model>(bytes: &[u8], what: &str) -> Result<M> {
     let payload = codec::decompress(bytes, what)?;
     decode_payload(&payload, what)
 }
 
-pub use crate::model::{GROUP_LEVELS_FLOOR, GROUP_LEVELS_PER_BYTE, MAX_GROUP_LEVELS};
-
 /// Decodes a snapshot payload (an envelope, not compressed).
-pub(crate) fn decode_payload(payload: &[u8], what: &str) -> Result<State> {
+pub fn decode_payload<M: Model>(payload: &[u8], what: &str) -> Result<M> {
     let body = codec::open(Kind::Snapshot, payload, what)?;
-    let corrupt = |reason: String| Error::corrupt(what, codec::HEADER_LEN as u64, reason);
-    let m = pb::MetaState::decode(body).map_err(|e| corrupt(format!("does not decode: {e}")))?;
-    check_level_claims(&m, body.len()).map_err(|e| corrupt(format!("inconsistent state: {e}")))?;
-    State::from_proto(m).map_err(|e| {
-        Error::corrupt(
-            what,
-            codec::HEADER_LEN as u64,
-            format!("inconsistent state: {e}"),
-        )
-    })
-}
-
-/// Refuses level counts that would allocate more than the body can justify, before
-/// [`State::from_proto`] allocates them.
-fn check_level_claims(m: &pb::MetaState, body_len: usize) -> std::result::Result<(), String> {
-    let Some(h) = &m.hummock else {
-        return Ok(());
-    };
-    let budget = (body_len as u64)
-        .saturating_mul(GROUP_LEVELS_PER_BYTE)
-        .saturating_add(GROUP_LEVELS_FLOOR);
-    let mut total = 0u64;
-    for g in &h.groups {
-        if g.max_level > MAX_GROUP_LEVELS {
-            return Err(format!(
-                "compaction group {} has {} levels, more than {MAX_GROUP_LEVELS}",
-                g.id, g.max_level
-            ));
-        }
-        total += u64::from(g.max_level);
-        if total > budget {
-            return Err(format!(
-                "compaction groups claim more than {budget} levels in a {body_len}-byte body"
-            ));
-        }
-    }
-    Ok(())
+    M::decode_state(body).map_err(|e| Error::corrupt(what, codec::HEADER_LEN as u64, e))
 }
 
 /// Writes the checkpoint of a meta store directory atomically (temp file, fsync, rename,
 /// directory fsync).
-pub fn write_checkpoint(dir: &Path, state: &State) -> Result<()> {
+pub fn write_checkpoint<M: Model>(dir: &Path, state: &M) -> Result<()> {
     let bytes = encode(state)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
@@ -95,7 +53,7 @@ pub fn write_checkpoint(dir: &Path, state: &State) -> Result<()> {
     fsync_dir(dir)
 }
 
-pub fn read_checkpoint(dir: &Path) -> Result<Option<State>> {
+pub fn read_checkpoint<M: Model>(dir: &Path) -> Result<Option<M>> {
     let path = dir.join(CHECKPOINT_FILE);
     match std::fs::read(&path) {
         Ok(b) => decode(&b, &path.display().to_string()).map(Some),
@@ -106,14 +64,13 @@ pub fn read_checkpoint(dir: &Path) -> Result<Option<State>> {
 
 /// Uploads a snapshot of `state` and lists it in the manifest. Uploading the same state
 /// twice returns the existing entry.
-pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
-    let key = snapshot_key(state.timeline, state.lsn, state.epoch);
+pub async fn upload<M: Model>(repo: &Repo<M>, state: &M) -> Result<SnapshotEntry> {
+    let key = snapshot_key(state.timeline(), state.lsn(), state.epoch());
     let s2 = state.clone();
-    let payload = tokio::task::spawn_blocking(move || {
-        codec::seal(Kind::Snapshot, &s2.to_proto().encode_to_vec())
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("snapshot encode task: {e}")))?;
+    let payload =
+        tokio::task::spawn_blocking(move || codec::seal(Kind::Snapshot, &s2.encode_state()))
+            .await
+            .map_err(|e| Error::Internal(format!("snapshot encode task: {e}")))?;
     let raw_size = payload.len() as u64;
     let crc = codec::envelope_crc(&payload);
     let z = tokio::task::spawn_blocking(move || codec::compress(&payload))
@@ -124,17 +81,17 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
     let now = repo.clock().now_ms();
     let mut entry = SnapshotEntry {
         id: 0,
-        timeline: state.timeline,
-        lsn: state.lsn,
-        max_committed_epoch: state.epoch,
-        safe_epoch: state.hummock.safe_epoch,
+        timeline: state.timeline(),
+        lsn: state.lsn(),
+        max_committed_epoch: state.epoch(),
+        safe_epoch: state.safe_epoch(),
         raw_size,
         stored_size,
         payload_crc32: crc,
         created_at_ms: now,
         keep: false,
     };
-    let ids = state.ids;
+    let ids = state.id_marks();
     let m = repo
         .update_manifest(|m| {
             if m.snapshots.iter().any(|s| snapshot_entry_key(s) == key) {
@@ -165,24 +122,24 @@ pub async fn upload(repo: &Repo, state: &State) -> Result<SnapshotEntry> {
 /// `only_if_needed`, it does so only when the repo cannot restore the archive's end on the
 /// directory's timeline, and returns `None` otherwise (an archiver calls it after every
 /// pass). Returns `None` too when the directory holds no checkpoint.
-pub async fn reseed_from_checkpoint(
-    repo: &Repo,
+pub async fn reseed_from_checkpoint<M: Model>(
+    repo: &Repo<M>,
     dir: &Path,
     only_if_needed: bool,
 ) -> Result<Option<SnapshotEntry>> {
-    let Some(state) = read_checkpoint(dir)? else {
+    let Some(state) = read_checkpoint::<M>(dir)? else {
         return Ok(None);
     };
     if only_if_needed {
         let m = repo.load_manifest().await?.unwrap_or_default();
-        let Some(tl) = m.timeline(state.timeline) else {
+        let Some(tl) = m.timeline(state.timeline()) else {
             return Ok(None);
         };
         let end = tl.last().1;
-        let restorable = crate::manifest::restorable_ranges(&m, state.timeline)
+        let restorable = crate::manifest::restorable_ranges(&m, state.timeline())
             .iter()
             .any(|(a, b)| (*a..=*b).contains(&end));
-        let same = |s: &&SnapshotEntry| s.timeline == state.timeline && s.lsn == state.lsn;
+        let same = |s: &&SnapshotEntry| s.timeline == state.timeline() && s.lsn == state.lsn();
         if restorable || m.snapshots.iter().any(|s| same(&s)) {
             return Ok(None);
         }
@@ -191,7 +148,7 @@ pub async fn reseed_from_checkpoint(
 }
 
 /// Fetches a snapshot and checks it against its manifest entry.
-pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
+pub async fn fetch<M: Model>(repo: &Repo<M>, e: &SnapshotEntry) -> Result<M> {
     let key = snapshot_entry_key(e);
     let z = repo.get(&key).await?;
     let e = *e;
@@ -204,8 +161,8 @@ pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
                 "snapshot does not match the size and checksum the manifest recorded",
             ));
         }
-        let s = decode_payload(&payload, &key)?;
-        if s.lsn != e.lsn || s.epoch != e.max_committed_epoch || s.timeline != e.timeline {
+        let s: M = decode_payload(&payload, &key)?;
+        if s.lsn() != e.lsn || s.epoch() != e.max_committed_epoch || s.timeline() != e.timeline {
             return Err(Error::corrupt(
                 &key,
                 0,
@@ -219,7 +176,7 @@ pub async fn fetch(repo: &Repo, e: &SnapshotEntry) -> Result<State> {
 }
 
 /// The snapshots the repo lists, by id.
-pub async fn list(repo: &Repo) -> Result<Vec<SnapshotEntry>> {
+pub async fn list<M: Model>(repo: &Repo<M>) -> Result<Vec<SnapshotEntry>> {
     let mut v = repo
         .load_manifest()
         .await?
@@ -232,7 +189,11 @@ pub async fn list(repo: &Repo) -> Result<Vec<SnapshotEntry>> {
 /// Removes snapshots from the manifest, then deletes their objects. Unknown ids are an
 /// error and nothing is deleted. A snapshot marked keep, or the one the retention window
 /// starts from, is refused unless `force`.
-pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<SnapshotEntry>> {
+pub async fn delete<M: Model>(
+    repo: &Repo<M>,
+    ids: &[u64],
+    force: bool,
+) -> Result<Vec<SnapshotEntry>> {
     let m = repo.manifest().await?;
     for id in ids {
         if let Some(s) = m.snapshot(*id).filter(|_| !force) {
@@ -285,7 +246,7 @@ pub async fn delete(repo: &Repo, ids: &[u64], force: bool) -> Result<Vec<Snapsho
 
 /// Refuses a delete that would make some epoch unrestorable: without `--force`, deleting
 /// snapshots may only remove bases that another snapshot or the WAL makes redundant.
-fn refuse_shrinking(repo: &Repo, m: &Manifest, ids: &[u64]) -> Result<()> {
+fn refuse_shrinking<M: Model>(repo: &Repo<M>, m: &Manifest, ids: &[u64]) -> Result<()> {
     let mut after = m.clone();
     after.snapshots.retain(|s| !ids.contains(&s.id));
     let mut timelines: Vec<u32> = m.timelines.iter().map(|t| t.id).collect();
@@ -313,60 +274,4 @@ fn refuse_shrinking(repo: &Repo, m: &Manifest, ids: &[u64]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_groups(max_levels: &[u32]) -> Vec<u8> {
-        let m = pb::MetaState {
-            timeline: 1,
-            hummock: Some(pb::HummockVersion {
-                groups: max_levels
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| pb::CompactionGroup {
-                        id: i as u64 + 2,
-                        max_level: *l,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        codec::seal(Kind::Snapshot, &m.encode_to_vec())
-    }
-
-    #[test]
-    fn round_trip() {
-        let payload = with_groups(&[6, 6, 32]);
-        let s = decode_payload(&payload, "s").unwrap();
-        assert_eq!(s.hummock.groups.len(), 3);
-        let z = encode(&s).unwrap();
-        assert_eq!(decode(&z, "s").unwrap(), s);
-    }
-
-    #[test]
-    fn level_counts_are_bounded_before_they_are_allocated() {
-        // A group claiming u32::MAX levels: loading it used to allocate 4 billion levels
-        // (about 100 GB).
-        let e = decode_payload(&with_groups(&[6, u32::MAX]), "s")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("corrupt s at byte offset 16") && e.contains("levels"),
-            "{e}"
-        );
-        assert!(decode_payload(&with_groups(&[MAX_GROUP_LEVELS]), "s").is_ok());
-        assert!(decode_payload(&with_groups(&[MAX_GROUP_LEVELS + 1]), "s").is_err());
-        // Many groups each at the limit: more levels than the body can justify.
-        let e = decode_payload(&with_groups(&[MAX_GROUP_LEVELS; 64]), "s")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("claim more than"), "{e}");
-        // Groups of up to 32 levels never hit the total bound.
-        assert!(decode_payload(&with_groups(&[32; 2000]), "s").is_ok());
-    }
 }

@@ -284,13 +284,13 @@ fn decompress_frame(
     Ok(out)
 }
 
-pub(crate) fn le8(b: &[u8]) -> [u8; 8] {
+pub fn le8(b: &[u8]) -> [u8; 8] {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     a
 }
 
-pub(crate) fn le4(b: &[u8]) -> [u8; 4] {
+pub fn le4(b: &[u8]) -> [u8; 4] {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
     a
