@@ -745,14 +745,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The timeline a WAL directory records on: its newest segment's, else its checkpoint's.
-fn dir_timeline(dir: &std::path::Path) -> Result<Option<u32>> {
-    if let Some(s) = crate::wal::list_segments(dir)?.last() {
-        return Ok(Some(s.timeline));
-    }
-    Ok(crate::snapshot::read_checkpoint(dir)?.map(|s| s.timeline))
-}
-
 /// Opens the repo the flags and settings name, which must exist.
 fn open_repo(r: &RepoArg, ctx: &Ctx) -> Result<Repo> {
     open_settings_repo(&ctx.settings(&r.flags())?, false)
@@ -849,7 +841,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             // Bound before the timeline is claimed, so a bad address changes nothing.
             let metrics = match metrics_addr {
                 Some(addr) => {
-                    let tl = dir_timeline(&wal_dir)?;
+                    let tl = crate::archive::dir_timeline(&wal_dir)?;
                     let clock = repo.clock().clone();
                     let m = crate::metrics::ArchiverMetrics::new(clock, &wal_dir, tl)
                         .with_max_lag(Some(settings.archive.health_max_lag));
@@ -861,7 +853,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let _lock = if once {
-                Some(seal_crashed_tail(&wal_dir).await?)
+                Some(crate::wal::seal_crashed_tail(&wal_dir, clock::system()).await?)
             } else {
                 None
             };
@@ -870,7 +862,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let todo = crate::archive::preflight_dir(&repo, &wal_dir).await?;
             // One writer per timeline: this archiver takes the directory's timeline over
             // (archiving once with nothing to ship takes nothing over).
-            let repo = match dir_timeline(&wal_dir)? {
+            let repo = match crate::archive::dir_timeline(&wal_dir)? {
                 Some(tl) if todo > 0 || !once => repo.claim_timeline(tl).await?,
                 _ => repo,
             };
@@ -1571,29 +1563,6 @@ async fn reseed(repo: &Repo, wal_dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// For `archive --once`: takes the directory's lock (so a directory a live writer holds
-/// is refused: taking its timeline over would fence that writer's own archiver), recovers
-/// the directory (truncating a torn tail) and seals the active segment so that it can be
-/// shipped. The lock is returned, to be held while archiving.
-async fn seal_crashed_tail(dir: &std::path::Path) -> Result<std::fs::File> {
-    let lock = crate::wal::lock_dir(dir)?;
-    let segs = crate::wal::list_segments(dir)?;
-    if let Some(open) = segs.iter().find(|s| !s.sealed) {
-        let held = lock.try_clone().map_err(|e| Error::io(dir, e))?;
-        crate::wal::Wal::open_locked(
-            held,
-            dir,
-            open.timeline,
-            open.first_lsn,
-            Default::default(),
-            clock::system(),
-        )?
-        .close()
-        .await?;
-    }
-    Ok(lock)
-}
-
 async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         SnapshotCmd::Create {
@@ -1821,43 +1790,18 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
 }
 
 /// Makes `wal_dir` the native store `from` names (copying it unless it is the same
-/// directory), for `simulate --resume-from`.
+/// directory), for `simulate --resume-from`; errors name the flags.
 fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
     let TargetStore::Dir(src) = from.parse::<TargetStore>()? else {
         return Err(Error::InvalidInput(format!(
             "--resume-from {from}: only a native store (dir:PATH) can be resumed"
         )));
     };
-    if crate::snapshot::read_checkpoint(&src)?.is_none() {
-        return Err(Error::NotFound(format!(
-            "--resume-from {from}: {} holds no CHECKPOINT; restore into it first",
-            src.display()
-        )));
-    }
-    let same = match (std::fs::canonicalize(&src), std::fs::canonicalize(wal_dir)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        return Ok(());
-    }
-    if std::fs::read_dir(wal_dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(Error::TargetNotEmpty(format!(
-            "--wal-dir {} (to resume from {from}, give an empty directory or the store itself)",
-            wal_dir.display()
-        )));
-    }
-    std::fs::create_dir_all(wal_dir).map_err(|e| Error::io(wal_dir, e))?;
-    for ent in std::fs::read_dir(&src).map_err(|e| Error::io(&src, e))? {
-        let ent = ent.map_err(|e| Error::io(&src, e))?;
-        let name = ent.file_name();
-        if name == crate::wal::LOCK_FILE || !ent.path().is_file() {
-            continue;
-        }
-        let to = wal_dir.join(&name);
-        std::fs::copy(ent.path(), &to).map_err(|e| Error::io(&to, e))?;
-    }
-    crate::wal::fsync_dir(wal_dir)
+    crate::timeline::prepare_resume(&src, wal_dir).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("--resume-from {from}: {m}")),
+        Error::TargetNotEmpty(m) => Error::TargetNotEmpty(format!("--wal-dir {m}")),
+        e => e,
+    })
 }
 
 async fn info_cmd(repo: &RepoArg, json: bool, ctx: &Ctx) -> Result<()> {
