@@ -329,6 +329,16 @@ pub async fn preflight_dir<M: Model>(repo: &Repo<M>, wal_dir: &Path) -> Result<u
         })
 }
 
+/// The timeline a meta store directory records on: its newest WAL segment's, else its
+/// checkpoint's; `None` when it holds neither. An archiver claims this timeline before
+/// shipping the directory's segments.
+pub fn dir_timeline<M: Model>(dir: &Path) -> Result<Option<u32>> {
+    if let Some(s) = wal::list_segments(dir)?.last() {
+        return Ok(Some(s.timeline));
+    }
+    Ok(crate::snapshot::read_checkpoint::<M>(dir)?.map(|s| s.timeline()))
+}
+
 /// Refuses a `--wal-dir` that is not a meta store directory: one that does not exist
 /// (a typo must not report "nothing to archive"), or that holds neither a `CHECKPOINT` nor
 /// a WAL segment.

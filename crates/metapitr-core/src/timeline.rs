@@ -192,6 +192,48 @@ fn next_timeline_id(m: &Manifest, parent: u32) -> u32 {
         + 1
 }
 
+/// Makes `dir` the meta store directory that goes on from the native store `src` (one a
+/// restore wrote: its `CHECKPOINT`, its `FORK`, any WAL): a copy of `src`'s files but its
+/// lock, fsynced, unless `dir` is `src` itself. The first recorder opened on `dir` then
+/// registers the fork and records on a new timeline ([`start_fork`]).
+///
+/// Fails with [`Error::NotFound`] when `src` holds no `CHECKPOINT` (restore into it
+/// first) and with [`Error::TargetNotEmpty`] when `dir` is another directory that is not
+/// empty; nothing is copied then.
+pub fn prepare_resume<M: Model>(src: &Path, dir: &Path) -> Result<()> {
+    if snapshot::read_checkpoint::<M>(src)?.is_none() {
+        return Err(Error::NotFound(format!(
+            "{} holds no CHECKPOINT; restore into it first",
+            src.display()
+        )));
+    }
+    let same = match (std::fs::canonicalize(src), std::fs::canonicalize(dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::TargetNotEmpty(format!(
+            "{} (to resume from dir:{}, give an empty directory or the store itself)",
+            dir.display(),
+            src.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for ent in std::fs::read_dir(src).map_err(|e| Error::io(src, e))? {
+        let ent = ent.map_err(|e| Error::io(src, e))?;
+        let name = ent.file_name();
+        if name == crate::wal::LOCK_FILE || !ent.path().is_file() {
+            continue;
+        }
+        let to = dir.join(&name);
+        std::fs::copy(ent.path(), &to).map_err(|e| Error::io(&to, e))?;
+    }
+    crate::wal::fsync_dir(dir)
+}
+
 /// The timelines of a repo, parents before children.
 pub fn tree(m: &Manifest) -> Vec<&TimelineEntry> {
     let mut v: Vec<&TimelineEntry> = m.timelines.iter().collect();

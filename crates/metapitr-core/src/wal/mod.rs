@@ -537,6 +537,31 @@ impl Drop for Wal {
     }
 }
 
+/// Makes the WAL directory of a stopped (or crashed) writer ready to archive offline:
+/// takes the directory's lock, so that a directory a live writer holds is refused with
+/// [`Error::Locked`] (taking its timeline over would fence that writer's own archiver);
+/// recovers the directory, truncating a torn tail; and seals the active segment, if any,
+/// so that every record is in a sealed segment. Returns the lock, to be held while the
+/// directory is archived (`metapitr archive --once`).
+pub async fn seal_crashed_tail(dir: &Path, clock: SharedClock) -> Result<File> {
+    let lock = lock_dir(dir)?;
+    let segs = list_segments(dir)?;
+    if let Some(open) = segs.iter().find(|s| !s.sealed) {
+        let held = lock.try_clone().map_err(|e| Error::io(dir, e))?;
+        Wal::open_locked(
+            held,
+            dir,
+            open.timeline,
+            open.first_lsn,
+            WalOptions::default(),
+            clock,
+        )?
+        .close()
+        .await?;
+    }
+    Ok(lock)
+}
+
 /// The one fsync of a commit group; nothing of the group is acknowledged before it returns.
 fn sync_group(a: &ActiveSegment) -> std::result::Result<(), String> {
     fail::fail_point!("wal::before_fsync", |_| Err(format!(
