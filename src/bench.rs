@@ -107,7 +107,7 @@ pub struct RecoveryResult {
     #[serde(default)]
     pub inspect: Inspect,
     /// What an operator would use instead, on the same history (filled by the peer
-    /// benchmark, `benches/peers.sh`).
+    /// benchmark, `crates/metapitr-bench/benches/peers.sh`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<Peers>,
 }

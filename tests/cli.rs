@@ -1088,7 +1088,7 @@ fn bench_recovery_writes_a_result_and_a_report() {
     );
     assert!(
         r.get("peers").is_none(),
-        "peers are only run by benches/peers.sh"
+        "peers are only run by crates/metapitr-bench/benches/peers.sh"
     );
     // verify read everything once, then nothing; the diff saw the history grow.
     let i = &r["inspect"];

@@ -400,7 +400,7 @@ pub enum BenchCmd {
     Recovery(RecoveryArgs),
     /// Render report.html and the plots again from a run's result.json.
     Report {
-        /// A result.json written by `bench recovery` or benches/peers.sh.
+        /// A result.json written by `bench recovery` or crates/metapitr-bench/benches/peers.sh.
         #[arg(long)]
         result: PathBuf,
         /// Where report.html and the SVG plots go.

@@ -451,7 +451,7 @@ pub fn postgres_bin() -> Result<PathBuf, String> {
         .map(|(_, bin)| bin)
         .ok_or_else(|| {
             format!(
-                "no PostgreSQL under {}/*/bin (scripts/install-servers and benches/peers.sh \
+                "no PostgreSQL under {}/*/bin (scripts/install-servers and crates/metapitr-bench/benches/peers.sh \
                  install the postgresql package)",
                 root.display()
             )

@@ -839,7 +839,7 @@ mod tests {
 
     #[test]
     fn keys_of_a_simulated_state_are_unique() {
-        let mut sim = crate::sim::Simulator::new(crate::sim::SimConfig {
+        let mut sim = metapitr_testkit::sim::Simulator::new(metapitr_testkit::sim::SimConfig {
             seed: 5,
             ddl_rate: 0.3,
             user_rate: 0.2,

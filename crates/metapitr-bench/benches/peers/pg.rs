@@ -12,7 +12,7 @@
 //! [`PgPeer::flush_archive`] after the last commit a restore targets, and before restoring.
 
 #[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../../tests/common/proc.rs"]
+#[path = "../../../../tests/common/proc.rs"]
 mod proc;
 
 use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ impl PgPeer {
         let ids = proc::run_as("postgres")?;
         let bin = proc::postgres_bin()?;
         let pgbackrest = proc::which("pgbackrest")
-            .ok_or("no pgbackrest in $PATH (benches/peers.sh installs the pgbackrest package)")?;
+            .ok_or("no pgbackrest in $PATH (crates/metapitr-bench/benches/peers.sh installs the pgbackrest package)")?;
         proc::let_others_through(work, ids)?;
         let dir = proc::unique_dir(work, "pg", ids)?;
         proc::check_writable(&dir, ids)?;

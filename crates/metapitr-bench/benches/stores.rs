@@ -7,7 +7,7 @@
 //! line.
 
 #[allow(dead_code)]
-#[path = "../tests/common/servers.rs"]
+#[path = "../../../tests/common/servers.rs"]
 mod servers;
 
 use std::time::Duration;

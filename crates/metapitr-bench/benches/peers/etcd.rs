@@ -6,7 +6,7 @@
 //! port. The servers die with the bench process and are stopped on drop.
 
 #[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../../tests/common/proc.rs"]
+#[path = "../../../../tests/common/proc.rs"]
 mod proc;
 
 use std::io::{Read, Write};

@@ -138,7 +138,7 @@ async fn connect(t: &PgTarget) -> Result<(Client, Conn)> {
     // As libpq: a password not in the URL comes from PGPASSWORD, so that it need not
     // appear on a command line.
     if cfg.get_password().is_none() {
-        if let Some(p) = crate::config::process_env("PGPASSWORD") {
+        if let Some(p) = std::env::var("PGPASSWORD").ok().filter(|v| !v.is_empty()) {
             cfg.password(p);
         }
     }

@@ -12,7 +12,7 @@
 //!    save`, then `etcdctl snapshot restore`, start, until a count of the keys answers.
 //! 4. JSONL: the newest state's export parsed and written into a fresh `dir:` store.
 //!
-//! `benches/peers.sh [ARGS]` installs the peers and runs `cargo bench --bench peers --
+//! `crates/metapitr-bench/benches/peers.sh [ARGS]` installs the peers and runs `cargo bench --bench peers --
 //! ARGS`; `--help` lists the knobs. Under `cargo test` (no `--bench`), a small history runs
 //! end to end, so the peers' code is exercised by the test suite.
 
@@ -23,7 +23,7 @@ mod etcd;
 #[path = "peers/pg.rs"]
 mod pg;
 #[allow(dead_code)]
-#[path = "../tests/common/s3.rs"]
+#[path = "../../../tests/common/s3.rs"]
 mod s3;
 
 use std::path::PathBuf;
