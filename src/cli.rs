@@ -774,7 +774,7 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNo
     let mut nodes: Vec<crate::model::WorkerNode> = Vec::new();
     for v in values {
         let bad = || {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "--initial-cluster {v}: expected ID=HOST:PORT, e.g. 1=127.0.0.1:5690"
             ))
         };
@@ -786,7 +786,7 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<crate::model::WorkerNo
             return Err(bad());
         }
         if nodes.iter().any(|n| n.id == id) {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "--initial-cluster names node {id} twice"
             )));
         }
@@ -1027,14 +1027,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 restore::as_recorded(&repo, timeline, to_t),
             )?;
             if a.0.target_epoch > b.0.target_epoch {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "--from {from} (epoch {}) is after --to {to} (epoch {}); give the earlier one first",
                     a.0.target_epoch, b.0.target_epoch
                 )));
             }
             let d = crate::diff::Diff::between(&a.1, &b.1);
             if json {
-                return out(serde_json::to_string(&d).map_err(|e| Error::Internal(e.to_string()))?);
+                return out(serde_json::to_string(&d).map_err(|e| Error::internal(e.to_string()))?);
             }
             out(format!(
                 "from epoch {} ({}) to epoch {} ({})",
@@ -1095,12 +1095,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             let store = etcd.store(&target_store, ctx)?;
             if store == source {
-                return Err(Error::InvalidInput(
-                    "--from and --target-store name the same file".into(),
+                return Err(Error::invalid_input(
+                    "--from and --target-store name the same file",
                 ));
             }
             if !force && !store.is_empty().await? {
-                return Err(Error::TargetNotEmpty(store.to_string()));
+                return Err(Error::target_not_empty(store.to_string()));
             }
             store.check_clearable(force_clear)?;
             let spin = Progress::spinner(&format!("reading {source}"), quiet);
@@ -1209,7 +1209,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let out_dir = a.out.clone();
             let work = out_dir.join("work");
             if work.exists() {
-                return Err(Error::TargetNotEmpty(format!(
+                return Err(Error::target_not_empty(format!(
                     "{} (a previous run's history; remove it or choose another --out)",
                     work.display()
                 )));
@@ -1251,7 +1251,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let text = std::fs::read_to_string(&result).map_err(|e| Error::io(&result, e))?;
             let r: crate::bench::RecoveryResult = serde_json::from_str(&text).map_err(|e| {
-                Error::InvalidInput(format!(
+                Error::invalid_input(format!(
                     "{} is not a benchmark result.json: {e}",
                     result.display()
                 ))
@@ -1387,7 +1387,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let t = Instant::now();
             let r = crate::verify::run(&repo, full, &progress).await?;
             if json {
-                out(serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
+                out(serde_json::to_string(&r).map_err(|e| Error::internal(e.to_string()))?)?;
             } else {
                 if let Some(n) = &r.note {
                     out(format!("note: {n}"))?;
@@ -1608,7 +1608,7 @@ async fn snapshot_cmd(cmd: SnapshotCmd, ctx: &Ctx) -> Result<()> {
             let e = snapshot::reseed_from_checkpoint(&repo, &dir, false)
                 .await?
                 .ok_or_else(|| {
-                    Error::NotFound(format!(
+                    Error::not_found(format!(
                         "{} holds no CHECKPOINT to take a snapshot from",
                         dir.display()
                     ))
@@ -1719,7 +1719,7 @@ fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
             continue;
         }
         ids.push(t.parse::<u64>().map_err(|_| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "line {}: '{t}' is not a decimal SST object id",
                 n + 1
             ))
@@ -1728,7 +1728,7 @@ fn parse_ids(text: &str) -> Result<roaring::RoaringTreemap> {
     ids.sort_unstable();
     ids.dedup();
     roaring::RoaringTreemap::from_sorted_iter(ids)
-        .map_err(|e| Error::Internal(format!("id set: {e}")))
+        .map_err(|e| Error::internal(format!("id set: {e}")))
 }
 
 async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
@@ -1745,7 +1745,7 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     };
     let store = a.etcd.store(&a.target_store, ctx)?;
     if !a.force && !store.is_empty().await? {
-        return Err(Error::TargetNotEmpty(store.to_string()));
+        return Err(Error::target_not_empty(store.to_string()));
     }
     store.check_clearable(a.force_clear)?;
     let t = Instant::now();
@@ -1824,12 +1824,12 @@ async fn restore_cmd(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
 /// directory), for `simulate --resume-from`.
 fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
     let TargetStore::Dir(src) = from.parse::<TargetStore>()? else {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "--resume-from {from}: only a native store (dir:PATH) can be resumed"
         )));
     };
     if crate::snapshot::read_checkpoint(&src)?.is_none() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "--resume-from {from}: {} holds no CHECKPOINT; restore into it first",
             src.display()
         )));
@@ -1842,7 +1842,7 @@ fn prepare_resume(from: &str, wal_dir: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     if std::fs::read_dir(wal_dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(Error::TargetNotEmpty(format!(
+        return Err(Error::target_not_empty(format!(
             "--wal-dir {} (to resume from {from}, give an empty directory or the store itself)",
             wal_dir.display()
         )));

@@ -12,7 +12,7 @@
 //! - end a GET body or a LIST stream with an error part way through.
 //!
 //! Injected errors are [`object_store::Error::Generic`] (source [`InjectedFault`]), which
-//! [`crate::error::Error::kind`] classifies as `Unavailable`, so the repo retries them.
+//! [`crate::error::object_store_kind`] classifies as `Unavailable`, so the repo retries them.
 //!
 //! Every decision is drawn from an RNG seeded by the store's seed, the operation, the path
 //! and how many times that operation was called on that path before. A shared sequential
@@ -1511,6 +1511,7 @@ mod tests {
                 attempts: 4,
                 initial_backoff: Duration::from_millis(1),
                 max_backoff: Duration::from_millis(2),
+                ..Default::default()
             };
             let repo = Repo::from_store(
                 f.clone(),

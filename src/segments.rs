@@ -155,5 +155,5 @@ pub async fn fetch_segment(repo: &Repo, e: &SegmentEntry) -> Result<Vec<format::
         Ok(records)
     })
     .await
-    .map_err(|e| Error::Internal(format!("segment decode task: {e}")))?
+    .map_err(|e| Error::internal(format!("segment decode task: {e}")))?
 }

@@ -20,7 +20,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "log and repo",
-        &["keys", "wal", "wal::format", "repo", "manifest"],
+        &[
+            "keys",
+            "wal",
+            "wal::format",
+            "instrumented_object_store",
+            "retrying_object_store",
+            "encrypting_object_store",
+            "repo",
+            "repo::s3",
+            "manifest",
+        ],
     ),
     (
         "reading the archive",

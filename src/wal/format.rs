@@ -119,11 +119,7 @@ impl Record {
     pub fn apply_to(&self, state: &mut crate::model::State) -> Result<()> {
         state
             .replay(self.lsn, self.epoch, &self.change)
-            .map_err(|source| Error::Apply {
-                lsn: self.lsn,
-                epoch: self.epoch,
-                source: Box::new(source),
-            })
+            .map_err(|source| Error::apply(self.lsn, self.epoch, source))
     }
 }
 
@@ -137,7 +133,7 @@ pub fn encode_record(
 ) -> Result<()> {
     let body_len = BODY_FIXED_LEN + change.encoded_len();
     if body_len > MAX_BODY {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "a change of {body_len} bytes exceeds the {MAX_BODY}-byte record limit"
         )));
     }
