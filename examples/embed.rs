@@ -16,7 +16,7 @@ fn change(k: Kind) -> Change {
 
 #[tokio::main]
 async fn main() -> metapitr::Result<()> {
-    let work = tempfile::tempdir().map_err(|e| metapitr::Error::Internal(e.to_string()))?;
+    let work = tempfile::tempdir().map_err(|e| metapitr::Error::internal(e.to_string()))?;
     let repo = Repo::open(
         &format!("file://{}", work.path().join("repo").display()),
         clock::system(),

@@ -234,7 +234,7 @@ pub async fn recovery(
     let (first, last) = (report.first_epoch, report.last_epoch);
     let ranges = restore::restorable_ranges(&m, tl);
     if ranges.is_empty() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "{} holds nothing restorable after the build",
             repo.url()
         )));
@@ -354,7 +354,7 @@ pub fn write_report(r: &RecoveryResult, out: &Path) -> Result<(PathBuf, PathBuf)
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let json = out.join("result.json");
     let text = serde_json::to_string_pretty(r)
-        .map_err(|e| Error::Internal(format!("result does not serialize: {e}")))?;
+        .map_err(|e| Error::internal(format!("result does not serialize: {e}")))?;
     std::fs::write(&json, text).map_err(|e| Error::io(&json, e))?;
     let html = out.join("report.html");
     std::fs::write(&html, html_report(r)).map_err(|e| Error::io(&html, e))?;

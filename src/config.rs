@@ -203,11 +203,10 @@ impl Etcd {
                 username: u.clone(),
                 password: p.expose().to_string(),
             })),
-            (u, _) if required || u.is_some() => Err(Error::InvalidInput(
+            (u, _) if required || u.is_some() => Err(Error::invalid_input(
                 "etcd authentication needs a username and a password: --etcd-username and \
                  --etcd-password, METAPITR_ETCD_USERNAME and METAPITR_ETCD_PASSWORD, or \
-                 [etcd] username and password in metapitr.toml"
-                    .into(),
+                 [etcd] username and password in metapitr.toml",
             )),
             _ => Ok(None),
         }
@@ -595,7 +594,7 @@ impl Settings {
     /// the value and its layer.
     pub fn resolve(config: Option<&Path>, flags: Flags, env: Env) -> Result<Settings> {
         if let Some((key, _)) = flags.iter().find(|(k, _)| find(k).is_none()) {
-            return Err(Error::Internal(format!(
+            return Err(Error::internal(format!(
                 "a flag sets unknown setting {key}"
             )));
         }
@@ -632,7 +631,7 @@ impl Settings {
             .map_err(|e| {
                 let key = e.path().to_string();
                 let inner = e.inner().message();
-                Error::InvalidInput(match (find(&key), given.get(key.as_str())) {
+                Error::invalid_input(match (find(&key), given.get(key.as_str())) {
                     // serde's message repeats the value: not for a secret.
                     (Some(s), Some((_, src))) if s.secret => {
                         format!("setting {key} = '{MASK}' (from {src}): give it as a string")
@@ -694,10 +693,9 @@ impl Settings {
     pub fn repo_location(&self) -> Result<RepoLocation> {
         let b = &self.backup;
         let url = b.storage_url.clone().ok_or_else(|| {
-            Error::InvalidInput(
+            Error::invalid_input(
                 "no repo given: pass --repo URL (or --backup-storage-url), set METAPITR_REPO, \
-                 or set [backup] storage_url in metapitr.toml"
-                    .into(),
+                 or set [backup] storage_url in metapitr.toml",
             )
         })?;
         let (file_key, hex_key) = ("backup.encryption_key_file", "backup.encryption_key");
@@ -705,7 +703,7 @@ impl Settings {
         let src = |k| self.source(k).map(ToString::to_string).unwrap_or_default();
         let use_file = match (&b.encryption_key_file, &b.encryption_key) {
             (Some(f), Some(_)) if self.rank(file_key) == self.rank(hex_key) => {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "both an encryption key file ({}, from {}) and a key (from {}) are set; give one",
                     f.display(),
                     src(file_key),
@@ -788,7 +786,7 @@ fn as_text(s: &Settings) -> Result<BTreeMap<String, String>> {
         }
     }
     let v =
-        serde_json::to_value(s).map_err(|e| Error::Internal(format!("settings as text: {e}")))?;
+        serde_json::to_value(s).map_err(|e| Error::internal(format!("settings as text: {e}")))?;
     let mut out = BTreeMap::new();
     walk("", v, &mut out);
     Ok(out)
@@ -824,13 +822,13 @@ fn read_file(path: Option<&Path>) -> Result<(Option<PathBuf>, BTreeMap<String, t
         None => return Ok((None, BTreeMap::new())),
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::invalid_input(format!(
             "settings file {}: {e}; check --config or METAPITR_CONFIG",
             path.display()
         ))
     })?;
     let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| Error::InvalidInput(format!("settings file {}: {e}", path.display())))?;
+        .map_err(|e| Error::invalid_input(format!("settings file {}: {e}", path.display())))?;
     let mut out = BTreeMap::new();
     flatten("", table, &path, &mut out)?;
     Ok((Some(path), out))
@@ -853,7 +851,7 @@ fn flatten(
             continue;
         }
         if find(&key).is_none() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "settings file {}: unknown setting {key}; `metapitr config show` lists every setting",
                 path.display()
             )));

@@ -29,7 +29,7 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
                     .next()
                     .is_some()
             {
-                return Err(Error::TargetNotEmpty(format!(
+                return Err(Error::target_not_empty(format!(
                     "demo directory {}",
                     d.display()
                 )));
@@ -120,9 +120,7 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
         .filter(|(e, _)| *e >= r.window_start && between(*e))
         .min_by_key(|(e, _)| e.abs_diff(six_days_back))
         .cloned()
-        .ok_or_else(|| {
-            Error::Internal("no truth file inside the window between two snapshots".into())
-        })?;
+        .ok_or_else(|| Error::internal("no truth file inside the window between two snapshots"))?;
     let before = snaps
         .iter()
         .filter(|s| **s < target)
@@ -154,7 +152,7 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
     let restored = jsonl::to_string(&state);
     let truth = std::fs::read_to_string(&truth_path).map_err(|e| Error::io(&truth_path, e))?;
     let c = jsonl::compare(&restored, &truth)
-        .map_err(|e| Error::Internal(format!("export does not parse: {e}")))?;
+        .map_err(|e| Error::internal(format!("export does not parse: {e}")))?;
     println!(
         "3. checking against the simulator's truth {}",
         truth_path.display()
@@ -169,7 +167,7 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
         for l in &c.ids_below_truth {
             println!("   id below truth: {l}");
         }
-        return Err(Error::Internal(format!(
+        return Err(Error::internal(format!(
             "the restore at epoch {target} differs from the truth ({} missing, {} unexpected lines)",
             c.missing.len(),
             c.unexpected.len()
@@ -182,7 +180,7 @@ pub async fn run(dir: Option<PathBuf>, epochs: u64, seed: u64) -> Result<()> {
             Ok(p) => match restore::check_window(&m, &p) {
                 Err(e) => println!("4. an epoch outside the window is refused: {e}"),
                 Ok(()) => {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::internal(format!(
                         "epoch {old} before the window was not refused"
                     )))
                 }

@@ -605,16 +605,16 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
     use std::io::ErrorKind as K;
     let msg = format!("cannot serve metrics on {addr}: {e}");
     match e.kind() {
-        K::AddrInUse => Error::InvalidInput(format!(
+        K::AddrInUse => Error::invalid_input(format!(
             "{msg}; another process listens there: pick another --metrics-addr (port 0 picks a free one)"
         )),
-        K::AddrNotAvailable | K::PermissionDenied | K::InvalidInput => Error::InvalidInput(
+        K::AddrNotAvailable | K::PermissionDenied | K::InvalidInput => Error::invalid_input(
             format!("{msg}; pick a local address and a port this user may bind for --metrics-addr"),
         ),
-        _ => Error::Archive {
-            reason: format!("{msg}; retry, or pick another --metrics-addr"),
-            kind: ErrorKind::Unavailable,
-        },
+        _ => Error::archive(
+            format!("{msg}; retry, or pick another --metrics-addr"),
+            ErrorKind::Unavailable,
+        ),
     }
 }
 
@@ -954,18 +954,14 @@ mod tests {
         assert!(health(&m.snapshot()).is_err(), "healthy before any pass");
         m.after_pass(&repo, &Ok(ArchiveReport::default())).await;
         assert!(health(&m.snapshot()).is_ok());
-        let down = Error::Archive {
-            reason: "S3 is down".into(),
-            kind: ErrorKind::Unavailable,
-        };
+        let down = Error::archive("S3 is down", ErrorKind::Unavailable);
         m.after_pass(&repo, &Err(down)).await;
         let s = m.snapshot();
         assert_eq!((s.passes, s.errors, s.fenced), (2, 1, false));
         assert_eq!(health(&s), Err("S3 is down".into()));
         m.after_pass(&repo, &Ok(ArchiveReport::default())).await;
         assert!(health(&m.snapshot()).is_ok());
-        m.after_pass(&repo, &Err(Error::Fenced("taken over".into())))
-            .await;
+        m.after_pass(&repo, &Err(Error::fenced("taken over"))).await;
         let s = m.snapshot();
         assert_eq!((s.passes, s.errors, s.fenced), (4, 2, true));
         assert!(render(&s).contains("\nmetapitr_archiver_fenced 1\n"));

@@ -302,6 +302,7 @@ fn s3_unreachable_endpoint_is_unavailable() {
                 attempts: 2,
                 initial_backoff: std::time::Duration::from_millis(10),
                 max_backoff: std::time::Duration::from_millis(10),
+                ..Default::default()
             });
         let err = repo.load_manifest().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

@@ -495,7 +495,7 @@ fn a_damaged_segment_index_chunk_is_detected_and_contained() {
 
 /// Regression (src/pin.rs, `load_all`): a pin set the manifest names but the repo no longer holds
 /// is taken for one replaced while it was being read, eight times over, and reported as
-/// `Error::Internal("the pin set kept moving while being read")`: kind Internal, and the
+/// `Error::internal("the pin set kept moving while being read")`: kind Internal, and the
 /// missing key is not named. When the manifest did not move between the attempts, the
 /// object is simply gone: NotFound, naming it, as for every other object kind.
 #[test]

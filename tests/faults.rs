@@ -56,6 +56,7 @@ fn patient() -> RetryPolicy {
         attempts: 14,
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(4),
+        ..Default::default()
     }
 }
 
@@ -65,6 +66,7 @@ fn impatient() -> RetryPolicy {
         attempts: 2,
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(1),
+        ..Default::default()
     }
 }
 
@@ -530,7 +532,7 @@ async fn recorder_that_cannot_archive(
 }
 
 /// Regression (src/recorder.rs, `Recorder::close`): when the last archive pass fails because the
-/// store is unavailable, `close` returns `Error::Internal("the last archive pass failed:
+/// store is unavailable, `close` returns `Error::internal("the last archive pass failed:
 /// ...")`, kind Internal ("a bug"), so a caller cannot tell a retryable outage (or a
 /// fenced archiver, kind Fenced) from a bug: `ArchiveStatus` keeps only the message. Seen
 /// in `a_run_that_gives_up_leaves_a_consistent_repo` (e.g. seeds 626114, 616331 with 2

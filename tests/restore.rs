@@ -3,7 +3,7 @@
 mod common;
 
 use common::{rt, simulate};
-use metapitr::error::{Error, ErrorKind};
+use metapitr::error::ErrorKind;
 use metapitr::jsonl;
 use metapitr::model::ID_CATEGORIES;
 use metapitr::restore::{self, restorable_ranges, Target};
@@ -179,7 +179,7 @@ fn non_empty_targets_are_refused_unless_forced() {
         std::fs::create_dir_all(d.path().join("store")).unwrap();
         std::fs::write(d.path().join("store/something"), b"x").unwrap();
         let err = dir_store.write(&state, false).await.unwrap_err();
-        assert!(matches!(err, Error::TargetNotEmpty(_)));
+        assert!(err.is_target_not_empty(), "{err}");
         assert!(err.to_string().contains("--force"));
         assert!(d.path().join("store/something").exists());
         // A file no meta store holds: --force alone leaves it, --force-clear removes it.

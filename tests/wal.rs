@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{id_advance, rt};
 use metapitr::clock::{self, ManualClock};
-use metapitr::error::{Error, ErrorKind};
+use metapitr::error::ErrorKind;
 use metapitr::model::IdCategory;
 use metapitr::wal::{self, Wal, WalOptions};
 
@@ -135,13 +135,9 @@ fn corruption_in_the_middle_names_file_and_offset() {
         .err()
         .expect("must fail");
     assert_eq!(err.kind(), ErrorKind::Corruption);
-    match &err {
-        Error::Corrupt { what, offset, .. } => {
-            assert_eq!(what, &seg.display().to_string());
-            assert!(*offset <= off as u64 && *offset >= 32, "offset {offset}");
-        }
-        e => panic!("unexpected {e}"),
-    }
+    assert_eq!(err.corrupt_what(), Some(&*seg.display().to_string()));
+    let offset = err.corrupt_offset().expect("a corruption has an offset");
+    assert!(offset <= off as u64 && offset >= 32, "offset {offset}");
     // Nothing was truncated: the file is as damaged as before.
     assert_eq!(std::fs::read(&seg).unwrap(), bytes);
 }
@@ -282,7 +278,7 @@ fn a_second_writer_is_locked_out() {
     let err = Wal::open(d.path(), 1, 1, opts(), clock::system())
         .err()
         .unwrap();
-    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert_eq!(err.locked_dir(), Some(d.path()), "{err}");
     assert_eq!(err.kind(), ErrorKind::Fenced);
 }
 
@@ -362,6 +358,6 @@ fn sealed_segments_end_on_a_commit_boundary_and_versions_are_checked() {
     let crc = crc32fast::hash(&bytes[0..28]);
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     let err = wal::format::read_sealed(&bytes, "seg-x").unwrap_err();
-    assert!(matches!(err, Error::Corrupt { offset: 8, .. }), "{err}");
+    assert_eq!(err.corrupt_offset(), Some(8), "{err}");
     assert!(err.to_string().contains("seg-x") && err.to_string().contains("version 9"));
 }

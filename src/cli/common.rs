@@ -111,5 +111,5 @@ pub(crate) fn out(s: impl AsRef<str>) -> Result<()> {
 
 /// A value as JSON text (for `--json` output of a serializable report).
 pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
+    serde_json::to_string(v).map_err(|e| Error::internal(e.to_string()))
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::codec::{self, Kind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model_api::Model;
 use crate::pb::{Manifest, SegmentChunkRef, SegmentEntry, SegmentIndexChunk};
 use crate::pin::PinSet;
@@ -47,7 +47,7 @@ pub async fn upload_segment<M: Model>(repo: &Repo<M>, path: &Path) -> Result<Arc
         Ok((entry, ids, inserted, z))
     })
     .await
-    .map_err(|e| Error::Internal(format!("compression task: {e}")))??;
+    .map_err(|e| Error::internal(format!("compression task: {e}")))??;
     entry.stored_size = z.len() as u64;
     entry.archived_at_ms = repo.clock().now_ms();
     entry.writer_epoch = match repo.fence() {
@@ -83,11 +83,11 @@ pub async fn publish<M: Model>(repo: &Repo<M>, segs: &[ArchivedSegment]) -> Resu
                     Ok(p) => p,
                     // Missing twice from the same manifest version: the object is gone
                     // (a repair going on from an older version); rebuild it.
-                    Err(Error::NotFound(_)) if missing_in == Some(m.version) => {
+                    Err(e) if e.kind() == ErrorKind::NotFound && missing_in == Some(m.version) => {
                         crate::pin::rebuild(repo, &m, tl).await?
                     }
                     // Replaced (and deleted) since the manifest was read: start over.
-                    Err(Error::NotFound(_)) => {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
                         missing_in = Some(m.version);
                         continue 'publish;
                     }
@@ -182,7 +182,7 @@ fn add_segments(m: &mut Manifest, segs: &[ArchivedSegment]) -> Result<bool> {
             match tl.segments.iter().find(|x| x.first_lsn == e.first_lsn) {
                 Some(x) if x.payload_crc32 == e.payload_crc32 && x.last_lsn == e.last_lsn => continue,
                 Some(_) => {
-                    return Err(Error::Fenced(format!(
+                    return Err(Error::fenced(format!(
                         "segment {} of timeline {} is already archived with different content; another writer is active on this timeline",
                         e.first_lsn, e.timeline
                     )))
@@ -190,7 +190,7 @@ fn add_segments(m: &mut Manifest, segs: &[ArchivedSegment]) -> Result<bool> {
                 // Older than the inline entries: archived long ago.
                 None if e.last_lsn < tl.segments.first().map_or(u64::MAX, |x| x.first_lsn) => continue,
                 None => {
-                    return Err(Error::Fenced(format!(
+                    return Err(Error::fenced(format!(
                         "segment lsn {}..={} of timeline {} overlaps the archive, which ends at lsn {last_lsn}",
                         e.first_lsn, e.last_lsn, e.timeline
                     )))
@@ -198,7 +198,7 @@ fn add_segments(m: &mut Manifest, segs: &[ArchivedSegment]) -> Result<bool> {
             }
         }
         if e.first_lsn != last_lsn + 1 {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "segment {} of timeline {} starts at lsn {} but the archive ends at lsn {last_lsn}; the records between are missing from the WAL directory",
                 e.key(),
                 e.timeline,
@@ -321,10 +321,10 @@ pub async fn preflight_dir<M: Model>(repo: &Repo<M>, wal_dir: &Path) -> Result<u
                 "{e}; {} was not archived and the timeline was not taken over",
                 wal_dir.display()
             );
-            match e {
-                Error::Fenced(_) => Error::Fenced(why),
-                Error::InvalidInput(_) => Error::InvalidInput(why),
-                e => e,
+            match e.kind() {
+                ErrorKind::Fenced => Error::fenced(why),
+                ErrorKind::InvalidInput => Error::invalid_input(why),
+                _ => e,
             }
         })
 }
@@ -347,13 +347,13 @@ pub fn require_wal_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "WAL directory {} is not a directory; check --wal-dir: {what}",
                 dir.display()
             )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "WAL directory {} does not exist; check --wal-dir: {what}",
                 dir.display()
             )))
@@ -362,7 +362,7 @@ pub fn require_wal_dir(dir: &Path) -> Result<()> {
     }
     let has_checkpoint = dir.join(crate::snapshot::CHECKPOINT_FILE).is_file();
     if !has_checkpoint && wal::list_segments(dir)?.is_empty() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "{} holds no metapitr WAL (no CHECKPOINT and no WAL segment); check --wal-dir: {what}",
             dir.display()
         )));

@@ -140,12 +140,12 @@ pub fn envelope_crc(envelope: &[u8]) -> u32 {
 /// Compresses `payload` into one zstd frame with the content checksum enabled.
 pub fn compress(payload: &[u8]) -> Result<Vec<u8>> {
     let mut enc = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-        .map_err(|e| Error::Internal(format!("zstd: {e}")))?;
+        .map_err(|e| Error::internal(format!("zstd: {e}")))?;
     enc.include_checksum(true)
         .and_then(|_| enc.include_contentsize(true))
-        .map_err(|e| Error::Internal(format!("zstd: {e}")))?;
+        .map_err(|e| Error::internal(format!("zstd: {e}")))?;
     enc.compress(payload)
-        .map_err(|e| Error::Internal(format!("zstd: {e}")))
+        .map_err(|e| Error::internal(format!("zstd: {e}")))
 }
 
 /// Output reserved before decoding a frame is at most this many times the frame's length
@@ -162,7 +162,7 @@ pub const WINDOW_LOG_MAX: u32 = 23;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 fn zstd_internal(code: usize) -> Error {
-    Error::Internal(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
+    Error::internal(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
 }
 
 /// Decompresses one zstd frame, verifying its content checksum.
@@ -215,7 +215,7 @@ pub fn decompress(data: &[u8], what: &str) -> Result<Vec<u8>> {
             }
             None => {
                 let mut d = zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
-                    Error::Internal("zstd: cannot create a decompression context".into())
+                    Error::internal("zstd: cannot create a decompression context")
                 })?;
                 d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
                     .map_err(zstd_internal)?;

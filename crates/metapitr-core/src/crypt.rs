@@ -75,7 +75,7 @@ impl Key {
     /// came from, for the error; the text itself is never echoed.
     pub fn from_hex(text: &str, source: &str) -> Result<Key> {
         let bad = || {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "the encryption key in {source} is not 64 hex digits (32 bytes); generate one \
                  with e.g. `openssl rand -hex 32`"
             ))
@@ -88,7 +88,7 @@ impl Key {
     /// The key in the file at `path`.
     pub fn from_file(path: &std::path::Path) -> Result<Key> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "encryption key file {}: {e}; check --encryption-key-file, \
                  METAPITR_ENCRYPTION_KEY_FILE or [backup] encryption_key_file",
                 path.display()
@@ -119,7 +119,7 @@ impl Key {
                     aad: &aad,
                 },
             )
-            .map_err(|_| Error::Internal(format!("cannot encrypt {object_key}")))?;
+            .map_err(|_| Error::internal(format!("cannot encrypt {object_key}")))?;
         let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
         out.extend_from_slice(&header);
         out.extend_from_slice(&ct);
@@ -129,7 +129,7 @@ impl Key {
     /// Opens the object stored at `key`.
     pub fn open(&self, object_key: &str, data: &[u8]) -> Result<Vec<u8>> {
         if !is_sealed(data) {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "object {object_key} is not encrypted, but an encryption key is configured; \
                  this repo was written without encryption (drop the key to read it), or the \
                  object was replaced behind metapitr's back"
@@ -150,7 +150,7 @@ impl Key {
             ));
         }
         if data[8..12] != self.check {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "object {object_key} was encrypted with a different key (key check {}, the \
                  configured key's is {}); give the key the repo was written with",
                 hex::encode(&data[8..12]),

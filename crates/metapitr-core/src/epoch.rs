@@ -53,14 +53,14 @@ pub fn parse_time_ms(s: &str) -> Result<u64> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s.trim_end_matches(" UTC"), f).ok())
         .ok_or_else(|| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "'{s}' is neither an epoch nor a timestamp; use e.g. 2022-12-28T11:08:56.918Z"
             ))
         })?;
         naive.and_utc().timestamp_millis()
     };
     if ms < EPOCH_BASE_MS as i64 {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "'{s}' is before 2021-04-01T00:00:00Z, the first time an epoch can express"
         )));
     }

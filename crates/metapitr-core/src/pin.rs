@@ -28,7 +28,7 @@ use futures::StreamExt;
 use roaring::RoaringTreemap;
 
 use crate::codec::{self, le4, le8, Kind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model_api::Model;
 use crate::pb::{Manifest, PinSetRef, SnapshotEntry};
 use crate::repo::Repo;
@@ -81,7 +81,7 @@ impl PinSet {
         for set in [&self.window, &self.keep] {
             body.extend_from_slice(&(set.serialized_size() as u64).to_le_bytes());
             set.serialize_into(&mut body)
-                .map_err(|e| Error::Internal(format!("pin set serialization: {e}")))?;
+                .map_err(|e| Error::internal(format!("pin set serialization: {e}")))?;
         }
         Ok(codec::seal(Kind::PinSet, &body))
     }
@@ -315,13 +315,14 @@ pub async fn load_all<M: Model>(repo: &Repo<M>) -> Result<Vec<PinSet>> {
             match PinSet::fetch(repo, r).await {
                 Ok(p) => out.push(p),
                 // Missing twice from the same manifest version: the object is gone.
-                Err(e @ Error::NotFound(_))
-                    if missing.as_ref().is_some_and(|(v, _)| *v == m.version) =>
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && missing.as_ref().is_some_and(|(v, _)| *v == m.version) =>
                 {
                     return Err(e)
                 }
                 // Replaced by a newer pin set after the manifest was read: read it again.
-                Err(e @ Error::NotFound(_)) => {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
                     missing = Some((m.version, e));
                     continue 'again;
                 }
@@ -331,7 +332,7 @@ pub async fn load_all<M: Model>(repo: &Repo<M>) -> Result<Vec<PinSet>> {
         return Ok(out);
     }
     Err(missing.map_or_else(
-        || Error::Internal("the pin set kept moving while being read".into()),
+        || Error::internal("the pin set kept moving while being read"),
         |(_, e)| e,
     ))
 }
@@ -471,7 +472,7 @@ pub async fn advance<M: Model>(
     })
     .await?;
     if state.lsn() != base.lsn {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "the archive of timeline {tl} does not reach lsn {} of snapshot {}",
             base.lsn, base.id
         )));

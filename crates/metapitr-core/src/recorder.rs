@@ -165,7 +165,7 @@ impl<M: Model> Recorder<M> {
             }
         }
         if let Some(f) = local_first.filter(|f| *f > state.lsn() + 1) {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "records {}..{} are neither in {} nor archived in {}",
                 state.lsn() + 1,
                 f,
@@ -189,7 +189,7 @@ impl<M: Model> Recorder<M> {
             r.apply_to(&mut state)?;
         }
         if state.lsn() + 1 != wal.next_lsn() && state.lsn() != 0 {
-            return Err(Error::Internal(format!(
+            return Err(Error::internal(format!(
                 "state ends at lsn {} but the WAL continues at {}",
                 state.lsn(),
                 wal.next_lsn()
@@ -227,7 +227,7 @@ impl<M: Model> Recorder<M> {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner<M>>> {
         self.inner
             .lock()
-            .map_err(|_| Error::Internal("recorder state lock poisoned".into()))
+            .map_err(|_| Error::internal("recorder state lock poisoned"))
     }
 
     /// Validates and applies `changes` at `epoch`, writes them to the WAL and returns once
@@ -256,21 +256,19 @@ impl<M: Model> Recorder<M> {
             let why = st.last_error.unwrap_or_default();
             let why = why.strip_prefix("fenced: ").unwrap_or(&why).to_string();
             inner.poisoned = Some(why.clone());
-            return Err(Error::Fenced(why));
+            return Err(Error::fenced(why));
         }
         if let Some(p) = &inner.poisoned {
-            return Err(Error::Poisoned(p.clone()));
+            return Err(Error::poisoned(p.clone()));
         }
         if changes.is_empty() {
-            return Err(Error::InvalidInput(
-                "a commit needs at least one change".into(),
-            ));
+            return Err(Error::invalid_input("a commit needs at least one change"));
         }
         let too_big = changes
             .iter()
             .position(|c| c.encoded_len() + wal::format::BODY_FIXED_LEN > wal::format::MAX_BODY);
         if let Some(index) = too_big {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "change {index} of the batch at epoch {epoch} is {} bytes, over the {}-byte record limit; nothing was committed",
                 changes[index].encoded_len(),
                 wal::format::MAX_BODY
@@ -279,11 +277,7 @@ impl<M: Model> Recorder<M> {
         inner
             .state
             .apply_batch(epoch, &changes)
-            .map_err(|(index, source)| Error::InvalidBatch {
-                epoch,
-                index,
-                source,
-            })?;
+            .map_err(|(index, source)| Error::invalid_batch(epoch, index, source))?;
         let durable = match self.wal.append(epoch, &changes) {
             Ok(f) => f,
             Err(e) => {
@@ -325,7 +319,7 @@ impl<M: Model> Recorder<M> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || snapshot::write_checkpoint(&dir, &state))
             .await
-            .map_err(|e| Error::Internal(format!("checkpoint task: {e}")))??;
+            .map_err(|e| Error::internal(format!("checkpoint task: {e}")))??;
         Ok(entry)
     }
 
@@ -379,15 +373,15 @@ impl<M: Model> Recorder<M> {
         };
         let state = inner
             .into_inner()
-            .map_err(|_| Error::Internal("recorder state lock poisoned".into()))?
+            .map_err(|_| Error::internal("recorder state lock poisoned"))?
             .state;
         snapshot::write_checkpoint(&dir, &state)?;
         if let Some(e) = &status.last_error {
             let why = format!("the last archive pass failed: {e}");
             return Err(match status.last_error_kind {
-                Some(ErrorKind::Fenced) => Error::Fenced(why),
-                Some(kind) => Error::Archive { reason: why, kind },
-                None => Error::Internal(why),
+                Some(ErrorKind::Fenced) => Error::fenced(why),
+                Some(kind) => Error::archive(why, kind),
+                None => Error::internal(why),
             });
         }
         Ok(status)

@@ -10,7 +10,7 @@
 
 use crate::archive::{self, ArchivedSegment};
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model_api::Model;
 use crate::pb::Manifest;
 use crate::pin::{self, PinSet};
@@ -124,7 +124,7 @@ pub async fn run<M: Model>(repo: &Repo<M>, dry_run: bool) -> Result<Report> {
         ..Default::default()
     };
     let Some(m) = m else {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "{} holds no readable manifest; nothing to repair from",
             repo.url()
         )));
@@ -171,7 +171,7 @@ pub async fn run<M: Model>(repo: &Repo<M>, dry_run: bool) -> Result<Report> {
     for r in &m.pins {
         match PinSet::fetch(&repo, r).await {
             Ok(_) => {}
-            Err(Error::NotFound(_)) => {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 let p = match pin::rebuild_from(&repo, &m, r.timeline, r.from_epoch).await {
                     Ok(p) => p,
                     Err(_) => pin::rebuild(&repo, &m, r.timeline).await?,

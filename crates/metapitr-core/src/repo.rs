@@ -17,11 +17,11 @@
 //! the objects it names.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use prost::Message;
 use tokio::sync::Mutex;
@@ -29,36 +29,23 @@ use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::codec::{self, Kind};
+use crate::encrypting_object_store::EncryptingObjectStore;
 use crate::error::{Error, ErrorKind, Result};
+use crate::instrumented_object_store::{InstrumentedObjectStore, StoreStats};
 use std::marker::PhantomData;
 
 use crate::model_api::{raise_marks, IdMarks, Model};
 use crate::pb::{IdMark, Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
+use crate::retrying_object_store::RetryingObjectStore;
+
+mod s3;
+
+pub use crate::retrying_object_store::RetryPolicy;
+pub use s3::S3Options;
 
 /// Manifest versions are pruned in steps of this many, keeping at least the newest
 /// `MANIFEST_KEEP` (and at most twice that) in the repo.
 pub const MANIFEST_KEEP: u64 = 64;
-
-/// Retry policy for object-store calls that fail transiently.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included. Default 6.
-    pub attempts: u32,
-    /// Delay before the first retry, doubled each time. Default 50 ms.
-    pub initial_backoff: Duration,
-    /// Largest delay between attempts. Default 2 s.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 6,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-        }
-    }
-}
 
 /// What a conditional create found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +56,29 @@ pub enum Created {
     AlreadyThere,
 }
 
-/// A repo holding one model's history (`M`: see [`crate::model_api`]).
+/// A handle on a repo: the manifest's compare-and-swap and the repo's objects, read and
+/// written through a stack of object stores, from the bottom up:
+///
+/// 1. the backend (`memory://`, `file://`, `s3://`), as given, behind [`PrefixStore`] when
+///    the repo is a directory inside it, so that the layers above see the repo's keys;
+/// 2. [`InstrumentedObjectStore`], which counts what reaches the backend: every attempt of
+///    a retried call, and the bytes as stored;
+/// 3. [`RetryingObjectStore`], which retries transient failures: it sees the backend's
+///    errors as they are, and retries nothing the layer above refuses;
+/// 4. [`EncryptingObjectStore`], on top, which seals what is written and opens what is
+///    read: once per call, however often the call was retried, and a wrong key or a
+///    damaged object (which no retry can mend) fails at once. The keys it binds into the
+///    objects are the repo's keys, as the prefix store below hands them on.
+///
+/// A repo holds one model's history (`M`: see [`crate::model_api`]).
 #[derive(Clone)]
 pub struct Repo<M> {
+    /// The backend, as given ([`Repo::object_store`]).
+    backend: Arc<dyn ObjectStore>,
+    /// The backend under the repo's directory, counted.
+    counted: Arc<InstrumentedObjectStore>,
+    /// The whole stack, addressed by the repo's keys.
     store: Arc<dyn ObjectStore>,
-    root: Path,
     url: String,
     clock: SharedClock,
     retry: RetryPolicy,
@@ -134,20 +139,6 @@ impl ManifestListing {
     }
 }
 
-/// S3 settings for a repo. Every unset one comes from the standard AWS environment
-/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Options {
-    /// e.g. `http://127.0.0.1:9000` for an S3-compatible server. Default: AWS.
-    pub endpoint: Option<String>,
-    /// Default: AWS_REGION, else `us-east-1`.
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Allow `http://` endpoints. Default: false.
-    pub allow_http: Option<bool>,
-}
-
 /// Where a repo lives: a storage URL and a directory inside it, as a meta service's
 /// `backup_storage_url` and `backup_storage_directory`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -190,24 +181,6 @@ impl From<&String> for RepoLocation {
     }
 }
 
-/// Bounds every S3 call by the timeouts. The client's own retries (of a request that
-/// failed fast: refused, 5xx, throttled) stop once a request's time has passed, so a server
-/// that never answers costs one request timeout per [`RetryPolicy`] attempt, not minutes.
-fn with_timeouts(
-    b: object_store::aws::AmazonS3Builder,
-    t: crate::net::Timeouts,
-) -> object_store::aws::AmazonS3Builder {
-    use object_store::aws::AmazonS3ConfigKey::Client;
-    use object_store::ClientConfigKey as K;
-    let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
-    b.with_config(Client(K::ConnectTimeout), ms(t.connect))
-        .with_config(Client(K::Timeout), ms(t.request))
-        .with_retry(object_store::RetryConfig {
-            retry_timeout: t.request,
-            ..Default::default()
-        })
-}
-
 /// `url` and `directory` as one URL (`s3://b` + `backup` = `s3://b/backup`).
 pub fn join_location(url: &str, directory: Option<&str>) -> String {
     match directory
@@ -244,12 +217,12 @@ impl<M: Model> Repo<M> {
             match std::fs::metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => {
-                    return Err(Error::InvalidInput(format!(
+                    return Err(Error::invalid_input(format!(
                         "repo {url} is not a directory; check --repo"
                     )))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::NotFound(format!(
+                    return Err(Error::not_found(format!(
                         "repo {url} does not exist; check --repo (a repo is created by the \
                          first `metapitr archive` or `simulate` into it)"
                     )))
@@ -266,9 +239,8 @@ impl<M: Model> Repo<M> {
         let url = loc.joined();
         let url = url.as_str();
         if url.trim().is_empty() {
-            return Err(Error::InvalidInput(
-                "the repo URL is empty; give --repo s3://BUCKET[/PREFIX], file:///DIR or a path"
-                    .into(),
+            return Err(Error::invalid_input(
+                "the repo URL is empty; give --repo s3://BUCKET[/PREFIX], file:///DIR or a path",
             ));
         }
         let (store, root, url): (Arc<dyn ObjectStore>, Path, String) =
@@ -279,46 +251,14 @@ impl<M: Model> Repo<M> {
                     url.to_string(),
                 )
             } else if let Some(bucket_path) = url.strip_prefix("s3://") {
-                let (bucket, prefix) = bucket_path.split_once('/').unwrap_or((bucket_path, ""));
-                if bucket.is_empty() {
-                    return Err(Error::InvalidInput(format!(
-                        "repo {url} names no bucket; use s3://BUCKET[/PREFIX]"
-                    )));
-                }
-                let o = &loc.s3;
-                let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
-                if let Some(e) = &o.endpoint {
-                    b = b.with_endpoint(e);
-                }
-                if let Some(r) = &o.region {
-                    b = b.with_region(r);
-                }
-                if let Some(k) = &o.access_key_id {
-                    b = b.with_access_key_id(k);
-                }
-                if let Some(k) = &o.secret_access_key {
-                    b = b.with_secret_access_key(k);
-                }
-                if let Some(h) = o.allow_http {
-                    b = b.with_allow_http(h);
-                }
-                b = with_timeouts(b, loc.network);
-                let s3 = b
-                    .build()
-                    .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
-                (
-                    Arc::new(s3),
-                    Path::from(prefix.trim_matches('/')),
-                    url.to_string(),
-                )
+                let (store, root) = s3::open(url, bucket_path, &loc.s3, loc.network)?;
+                (store, root, url.to_string())
             } else {
                 let dir = match url.strip_prefix("file://") {
                     Some(p) => p.to_string(),
                     None if !url.contains("://") => url.to_string(),
                     None => {
-                        return Err(Error::InvalidInput(format!(
+                        return Err(Error::invalid_input(format!(
                             "repo URL {url} has an unknown scheme; use file://, s3:// or memory://"
                         )))
                     }
@@ -326,16 +266,18 @@ impl<M: Model> Repo<M> {
                 let dir = std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))?;
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| Error::InvalidInput(format!("repo {url}: {e}")))?;
+                    .map_err(|e| Error::invalid_input(format!("repo {url}: {e}")))?;
                 (
                     Arc::new(fs),
                     Path::default(),
                     format!("file://{}", dir.display()),
                 )
             };
-        let mut repo = Self::from_store(store, root, &url, clock);
-        repo.key = loc.encryption_key.clone();
-        Ok(repo)
+        let repo = Self::from_store(store, root, &url, clock);
+        Ok(match &loc.encryption_key {
+            Some(k) => repo.with_encryption(k.clone()),
+            None => repo,
+        })
     }
 
     /// A repo over any object store, rooted at `root`.
@@ -345,9 +287,16 @@ impl<M: Model> Repo<M> {
         url: &str,
         clock: SharedClock,
     ) -> Self {
+        let under_root: Arc<dyn ObjectStore> = if root.as_ref().is_empty() {
+            store.clone()
+        } else {
+            Arc::new(PrefixStore::new(store.clone(), root))
+        };
+        let counted = Arc::new(InstrumentedObjectStore::new(under_root, clock.clone()));
         Repo {
-            store,
-            root,
+            backend: store,
+            store: counted.clone(),
+            counted,
             url: url.to_string(),
             clock,
             retry: RetryPolicy::default(),
@@ -358,45 +307,43 @@ impl<M: Model> Repo<M> {
             accept_lost: false,
             model: PhantomData,
         }
+        .assembled()
+    }
+
+    /// This handle with its store stack built again from its settings (see [`Repo`]).
+    fn assembled(mut self) -> Self {
+        let seed = self.retry.jitter_seed.unwrap_or(self.writer_id);
+        let retrying = RetryingObjectStore::new(
+            self.counted.clone(),
+            self.retry.clone(),
+            self.clock.clone(),
+            seed,
+        );
+        self.store = Arc::new(EncryptingObjectStore::new(
+            Arc::new(retrying),
+            self.key.clone(),
+            self.url.clone(),
+        ));
+        self
     }
 
     /// Sets the id written into manifests (random by default), for simulations that must
-    /// replay byte for byte.
+    /// replay byte for byte. It also seeds the retries' jitter, unless the retry policy
+    /// gives a seed.
     pub fn with_writer_id(mut self, id: u64) -> Self {
         self.writer_id = id;
-        self
+        self.assembled()
     }
 
     /// Encrypts every object this handle writes and requires it of every object it reads.
     pub fn with_encryption(mut self, key: crate::crypt::Key) -> Self {
         self.key = Some(key);
-        self
-    }
-
-    /// The bytes stored for an object: sealed when a key is configured.
-    fn stored(&self, key: &str, data: &Bytes) -> Result<Bytes> {
-        match &self.key {
-            Some(k) => Ok(Bytes::from(k.seal(key, data)?)),
-            None => Ok(data.clone()),
-        }
-    }
-
-    /// The object's bytes from what is stored: opened when a key is configured.
-    fn plain(&self, key: &str, stored: Bytes) -> Result<Bytes> {
-        match &self.key {
-            Some(k) => Ok(Bytes::from(k.open(key, &stored)?)),
-            None if crate::crypt::is_sealed(&stored) => Err(Error::InvalidInput(format!(
-                "object {key} in {} is encrypted; give the key it was written with \
-                 (METAPITR_ENCRYPTION_KEY or --encryption-key-file)",
-                self.url
-            ))),
-            None => Ok(stored),
-        }
+        self.assembled()
     }
 
     /// Takes over `timeline` as its one writer: raises the timeline's writer epoch in the
     /// manifest and returns a handle whose manifest updates are refused with
-    /// [`Error::Fenced`] once another writer takes it over in turn.
+    /// an error of kind `Fenced` once another writer takes it over in turn.
     pub async fn claim_timeline(&self, timeline: u32) -> Result<Self> {
         let mut mine = 0;
         let plain = Repo {
@@ -429,7 +376,7 @@ impl<M: Model> Repo<M> {
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
-        self
+        self.assembled()
     }
 
     pub fn url(&self) -> &str {
@@ -440,64 +387,37 @@ impl<M: Model> Repo<M> {
         &self.clock
     }
 
+    /// The backend as given, without the repo's layers: its objects as stored (sealed,
+    /// when encrypted), under its own paths.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.backend
     }
 
-    fn path(&self, key: &str) -> Path {
-        if self.root.as_ref().is_empty() {
-            Path::from(key)
-        } else {
-            Path::from(format!("{}/{key}", self.root))
-        }
+    /// What this handle (and its clones) asked of the backend so far, per kind of call.
+    pub fn store_stats(&self) -> StoreStats {
+        self.counted.stats()
     }
 
-    async fn retrying<T, F, Fut>(&self, op: &'static str, key: &str, mut f: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, object_store::Error>>,
-    {
-        let mut delay = self.retry.initial_backoff;
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let err = Error::store(op, format!("{}/{key}", self.url), e);
-                    if err.kind() != ErrorKind::Unavailable || attempt >= self.retry.attempts {
-                        return Err(err);
-                    }
-                    warn!(op, key, attempt, error = %err, "object store call failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.retry.max_backoff);
-                    attempt += 1;
-                }
-            }
-        }
+    /// The error of a failed call `op` on `key`, naming the object in the repo.
+    fn failed(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
+        Error::store(op, format!("{}/{key}", self.url), e)
     }
 
     /// Creates an immutable object. If it already exists, reads it back: identical bytes
     /// mean an earlier attempt landed ([`Created::AlreadyThere`]); different bytes are a
-    /// conflict with another writer ([`Error::Fenced`]).
+    /// conflict with another writer (kind `Fenced`).
     pub async fn put_new(&self, key: &str, data: Bytes) -> Result<Created> {
-        let path = self.path(key);
-        let sealed = self.stored(key, &data)?;
-        let opts = || PutOptions {
+        let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         let r = self
-            .retrying("put", key, || {
-                self.store
-                    .put_opts(&path, PutPayload::from_bytes(sealed.clone()), opts())
-            })
+            .store
+            .put_opts(&Path::from(key), PutPayload::from_bytes(data.clone()), opts)
             .await;
         match r {
             Ok(_) => Ok(Created::New),
-            Err(Error::ObjectStore {
-                source: object_store::Error::AlreadyExists { .. },
-                ..
-            }) => {
+            Err(object_store::Error::AlreadyExists { .. }) => {
                 let existing = self.get(key).await?;
                 // Objects are zstd frames: the same content compressed by another zstd
                 // build is still the same object.
@@ -510,79 +430,53 @@ impl<M: Model> Repo<M> {
                     debug!(key, "object already present with the same bytes");
                     Ok(Created::AlreadyThere)
                 } else {
-                    Err(Error::Fenced(format!(
+                    Err(Error::fenced(format!(
                         "{key} already exists in {} with different content; another writer is active",
                         self.url
                     )))
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(self.failed("put", key, e)),
         }
     }
 
     /// Writes an object unconditionally (for objects outside the repo's immutable set, such
     /// as a Hummock checkpoint).
     pub async fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
-        let path = self.path(key);
-        let sealed = self.stored(key, &data)?;
-        self.retrying("put", key, || {
-            self.store
-                .put(&path, PutPayload::from_bytes(sealed.clone()))
-        })
-        .await
-        .map(|_| ())
+        self.store
+            .put(&Path::from(key), PutPayload::from_bytes(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed("put", key, e))
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes> {
-        let path = self.path(key);
-        let stored = self
-            .retrying("get", key, || async {
-                self.store.get(&path).await?.bytes().await
-            })
-            .await
-            .map_err(|e| match e {
-                Error::ObjectStore {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                } => Error::NotFound(format!(
-                    "object {key} is missing from {}; the repo was changed outside metapitr",
-                    self.url
-                )),
-                e => e,
-            })?;
-        self.plain(key, stored)
+        let read = async { self.store.get(&Path::from(key)).await?.bytes().await };
+        read.await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => Error::not_found(format!(
+                "object {key} is missing from {}; the repo was changed outside metapitr",
+                self.url
+            )),
+            e => self.failed("get", key, e),
+        })
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key);
-        match self
-            .retrying("delete", key, || self.store.delete(&path))
-            .await
-        {
-            Err(Error::ObjectStore {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => Ok(()),
-            r => r,
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.failed("delete", key, e)),
         }
     }
 
     /// Keys (relative to the root) under a prefix, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let p = self.path(prefix);
-        let root_len = if self.root.as_ref().is_empty() {
-            0
-        } else {
-            self.root.as_ref().len() + 1
-        };
         let mut out: Vec<(String, u64)> = self
-            .retrying("list", prefix, || {
-                self.store.list(Some(&p)).try_collect::<Vec<_>>()
-            })
-            .await?
-            .into_iter()
-            .map(|m| (m.location.as_ref()[root_len..].to_string(), m.size))
-            .collect();
+            .store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|m| (m.location.as_ref().to_string(), m.size))
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("list", prefix, e))?;
         out.sort();
         Ok(out)
     }
@@ -681,7 +575,7 @@ impl<M: Model> Repo<M> {
                     return Ok((Some(m), listing));
                 }
                 // Deleted by a writer's clean-up between LIST and GET: list again.
-                Err(Error::NotFound(_)) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) if e.kind() == ErrorKind::Corruption => {
                     let older = versions.iter().rev().nth(1);
                     let advice = match older {
@@ -693,21 +587,16 @@ impl<M: Model> Repo<M> {
                         ),
                         None => format!("put back an intact copy of {key}"),
                     };
-                    return Err(Error::Corrupt {
-                        what: format!("newest manifest {key} of {}", self.url),
-                        offset: match &e {
-                            Error::Corrupt { offset, .. } => *offset,
-                            _ => 0,
-                        },
-                        reason: format!("{e}; {advice}"),
-                    });
+                    return Err(Error::corrupt(
+                        format!("newest manifest {key} of {}", self.url),
+                        e.corrupt_offset().unwrap_or(0),
+                        format!("{e}; {advice}"),
+                    ));
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Internal(
-            "the manifest kept moving while being read".into(),
-        ))
+        Err(Error::internal("the manifest kept moving while being read"))
     }
 
     fn lost_manifest_message(&self, lost: u64, newest: u64) -> String {
@@ -726,7 +615,7 @@ impl<M: Model> Repo<M> {
     /// The newest manifest, or an error saying the repo is empty.
     pub async fn manifest(&self) -> Result<Manifest> {
         self.load_manifest().await?.ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::not_found(format!(
                 "{} holds no metapitr manifest; archive to it first (metapitr archive or simulate)",
                 self.url
             ))
@@ -749,7 +638,7 @@ impl<M: Model> Repo<M> {
             if let Some((tl, mine)) = self.fence {
                 let now = base.timeline(tl).map_or(0, |t| t.writer_epoch);
                 if now != mine {
-                    return Err(Error::Fenced(format!(
+                    return Err(Error::fenced(format!(
                         "timeline {tl} of {} was taken over by another writer (writer epoch \
                          {now}, this one {mine}); this writer stops: make sure only one \
                          recorder or archiver runs per timeline",
@@ -794,7 +683,7 @@ impl<M: Model> Repo<M> {
                     }
                     return Ok(next);
                 }
-                Err(Error::Fenced(_)) => {
+                Err(e) if e.kind() == ErrorKind::Fenced => {
                     debug!(version = next.version, "manifest moved under us; reloading");
                     cur = self.load_for_write().await?;
                 }
@@ -819,11 +708,11 @@ impl<M: Model> Repo<M> {
                 m.version = m.version.max(lost);
                 Ok(Some(m))
             }
-            (Some(lost), m) => Err(Error::Corrupt {
-                what: format!("manifest of {}", self.url),
-                offset: 0,
-                reason: self.lost_manifest_message(lost, m.map_or(0, |m| m.version)),
-            }),
+            (Some(lost), m) => Err(Error::corrupt(
+                format!("manifest of {}", self.url),
+                0,
+                self.lost_manifest_message(lost, m.map_or(0, |m| m.version)),
+            )),
             (None, m) => Ok(m),
         }
     }
@@ -854,7 +743,7 @@ impl<M: Model> Repo<M> {
             .await
         {
             Ok(n) => Ok(n.prev_writer_id == self.writer_id),
-            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -87,7 +87,7 @@ pub async fn plan<M: Model>(
     let timeline = timeline.unwrap_or_else(|| m.newest_timeline());
     if m.timeline(timeline).is_none() && !m.snapshots.iter().any(|s| s.timeline == timeline) {
         let known: Vec<String> = m.timelines.iter().map(|t| t.id.to_string()).collect();
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "timeline {timeline} does not exist in {} (timelines: {})",
             repo.url(),
             known.join(", ")
@@ -100,16 +100,16 @@ pub async fn plan<M: Model>(
         Target::Latest => match ranges.last() {
             Some(r) => (r.1, None),
             None => {
-                return Err(Error::OutOfRange {
-                    requested: "latest".into(),
-                    from: "the repo".into(),
-                    ranges: format_ranges(&ranges),
-                })
+                return Err(Error::out_of_range(
+                    "latest",
+                    "the repo",
+                    format_ranges(&ranges),
+                ))
             }
         },
         Target::Snapshot(id) => {
             let s = m.snapshot(id).ok_or_else(|| {
-                Error::NotFound(format!(
+                Error::not_found(format!(
                     "snapshot {id} is not in {}; see metapitr snapshot list",
                     repo.url()
                 ))
@@ -150,11 +150,11 @@ pub async fn plan<M: Model>(
                 others[0]
             ));
         }
-        return Err(Error::OutOfRange {
-            requested: format!("{target_epoch} ({})", epoch::format(target_epoch)),
-            from: "the repo".into(),
-            ranges: ranges_text,
-        });
+        return Err(Error::out_of_range(
+            format!("{target_epoch} ({})", epoch::format(target_epoch)),
+            "the repo",
+            ranges_text,
+        ));
     }
     let tl = m.timeline(timeline);
     let first_archived = tl.and_then(|t| t.first_archived()).map(|(l, _)| l);
@@ -175,7 +175,7 @@ pub async fn plan<M: Model>(
         crate::segments::segment_entries(repo, m, timeline, base_lsn, target_epoch).await?;
     if let Some(first) = segments.first() {
         if first.first_lsn > base_lsn + 1 {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "the archive of timeline {timeline} starts at lsn {} but the restore needs lsn {}; choose a target in {}",
                 first.first_lsn,
                 base_lsn + 1,
@@ -252,7 +252,7 @@ pub async fn replay_with<M: Model>(repo: &Repo<M>, plan: &Plan, progress: &Progr
         let Some(records) = fetched.recv().await else {
             // The fetcher ends after the last segment; ending before it means it died.
             if received < plan.segments.len() {
-                return Err(Error::Internal(format!(
+                return Err(Error::internal(format!(
                     "segment fetching stopped after {received} of {} segments",
                     plan.segments.len()
                 )));
@@ -339,7 +339,7 @@ pub fn check_window(m: &Manifest, plan: &Plan) -> Result<()> {
         .as_ref()
         .is_some_and(|s| s.keep && s.max_committed_epoch == plan.target_epoch);
     if plan.target_epoch < start && !keep_exact {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "target epoch {} ({}) is older than the retention window, which starts at epoch {start} ({}); the SSTs it needs may already be garbage collected. Pass --force to restore it anyway",
             plan.target_epoch,
             epoch::format(plan.target_epoch),

@@ -39,7 +39,7 @@ impl Policy {
         humantime::parse_duration(s.trim())
             .map(|d| d.as_millis() as u64)
             .map_err(|e| {
-                Error::InvalidInput(format!(
+                Error::invalid_input(format!(
                     "retention window '{s}': {e} (use e.g. 7d, 36h, 90min)"
                 ))
             })
@@ -145,17 +145,17 @@ pub async fn apply<M: Model>(
     force: bool,
 ) -> Result<Report> {
     if policy.keep_last == Some(0) {
-        return Err(Error::InvalidInput("--keep-last must be at least 1".into()));
+        return Err(Error::invalid_input("--keep-last must be at least 1"));
     }
     if policy.is_empty() {
-        return Err(Error::InvalidInput(
-            "no retention policy: pass --window (e.g. 7d) and/or --keep-last N, or set [retention] in metapitr.toml".into(),
+        return Err(Error::invalid_input(
+            "no retention policy: pass --window (e.g. 7d) and/or --keep-last N, or set [retention] in metapitr.toml",
         ));
     }
     let mut missing_in: Option<u64> = None;
     loop {
         let m = repo.manifest_for_update().await?.ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::not_found(format!(
                 "{} holds no metapitr manifest; archive to it first",
                 repo.url()
             ))
@@ -174,7 +174,7 @@ pub async fn apply<M: Model>(
                 && policy.window_ms.is_some());
         if shrinks && !force {
             let last = Policy::last_applied(&m);
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "retention policy ({}) keeps less than the policy last applied ({}); pass --force to shrink the restorable window",
                 policy.describe(),
                 last.describe()
@@ -182,7 +182,7 @@ pub async fn apply<M: Model>(
         }
         let timeline = m.newest_timeline();
         let Some(tl) = m.timeline(timeline) else {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "{} has no archived history to apply retention to",
                 repo.url()
             )));
@@ -191,9 +191,11 @@ pub async fn apply<M: Model>(
         let (base_ref, old) = match current_pins(repo, &m, timeline).await {
             Ok(x) => x,
             // Missing twice from the same manifest version: the object is gone.
-            Err(e @ Error::NotFound(_)) if missing_in == Some(m.version) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::NotFound && missing_in == Some(m.version) => {
+                return Err(e)
+            }
             // Replaced (and deleted) since the manifest was read: start over.
-            Err(Error::NotFound(_)) => {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 missing_in = Some(m.version);
                 continue;
             }
@@ -352,13 +354,13 @@ pub async fn set_keep<M: Model>(repo: &Repo<M>, id: u64, keep: bool) -> Result<S
     let mut missing_in: Option<u64> = None;
     loop {
         let m = repo.manifest_for_update().await?.ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::not_found(format!(
                 "{} holds no metapitr manifest; archive to it first",
                 repo.url()
             ))
         })?;
         let Some(s) = m.snapshot(id).copied() else {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "snapshot {id} is not in {}; see metapitr snapshot list",
                 repo.url()
             )));
@@ -370,9 +372,11 @@ pub async fn set_keep<M: Model>(repo: &Repo<M>, id: u64, keep: bool) -> Result<S
         let (base_ref, mut pins) = match current_pins(repo, &m, timeline).await {
             Ok(x) => x,
             // Missing twice from the same manifest version: the object is gone.
-            Err(e @ Error::NotFound(_)) if missing_in == Some(m.version) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::NotFound && missing_in == Some(m.version) => {
+                return Err(e)
+            }
             // Replaced (and deleted) since the manifest was read: start over.
-            Err(Error::NotFound(_)) => {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 missing_in = Some(m.version);
                 continue;
             }
@@ -411,7 +415,7 @@ pub async fn set_keep<M: Model>(repo: &Repo<M>, id: u64, keep: bool) -> Result<S
         return m
             .snapshot(id)
             .copied()
-            .ok_or_else(|| Error::Internal("snapshot vanished".into()));
+            .ok_or_else(|| Error::internal("snapshot vanished"));
     }
 }
 

@@ -158,5 +158,5 @@ pub async fn fetch_segment<M: Model>(
         Ok(records)
     })
     .await
-    .map_err(|e| Error::Internal(format!("segment decode task: {e}")))?
+    .map_err(|e| Error::internal(format!("segment decode task: {e}")))?
 }

@@ -70,12 +70,12 @@ pub async fn upload<M: Model>(repo: &Repo<M>, state: &M) -> Result<SnapshotEntry
     let payload =
         tokio::task::spawn_blocking(move || codec::seal(Kind::Snapshot, &s2.encode_state()))
             .await
-            .map_err(|e| Error::Internal(format!("snapshot encode task: {e}")))?;
+            .map_err(|e| Error::internal(format!("snapshot encode task: {e}")))?;
     let raw_size = payload.len() as u64;
     let crc = codec::envelope_crc(&payload);
     let z = tokio::task::spawn_blocking(move || codec::compress(&payload))
         .await
-        .map_err(|e| Error::Internal(format!("snapshot compress task: {e}")))??;
+        .map_err(|e| Error::internal(format!("snapshot compress task: {e}")))??;
     let stored_size = z.len() as u64;
     repo.put_new(&key, Bytes::from(z)).await?;
     let now = repo.clock().now_ms();
@@ -172,7 +172,7 @@ pub async fn fetch<M: Model>(repo: &Repo<M>, e: &SnapshotEntry) -> Result<M> {
         Ok(s)
     })
     .await
-    .map_err(|e| Error::Internal(format!("snapshot decode task: {e}")))?
+    .map_err(|e| Error::internal(format!("snapshot decode task: {e}")))?
 }
 
 /// The snapshots the repo lists, by id.
@@ -198,21 +198,21 @@ pub async fn delete<M: Model>(
     for id in ids {
         if let Some(s) = m.snapshot(*id).filter(|_| !force) {
             if s.keep {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "snapshot {id} is marked keep; run metapitr snapshot unkeep {id} first, or pass --force"
                 )));
             }
             // The snapshot the restorable window starts from: nothing older is restorable.
             let base = crate::manifest::window_start(&m, s.timeline) == Some(s.max_committed_epoch);
             if base {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "snapshot {id} is where the retention window starts; deleting it would shrink the restorable window below the policy. Pass --force to delete it anyway"
                 )));
             }
         }
         if m.snapshot(*id).is_none() {
             let known: Vec<String> = m.snapshots.iter().map(|s| s.id.to_string()).collect();
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "snapshot {id} is not in {} (snapshots: {}); see metapitr snapshot list",
                 repo.url(),
                 if known.is_empty() {
@@ -258,7 +258,7 @@ fn refuse_shrinking<M: Model>(repo: &Repo<M>, m: &Manifest, ids: &[u64]) -> Resu
         let then = crate::manifest::restorable_ranges(&after, tl);
         let covered = |(a, b): &(u64, u64)| then.iter().any(|(x, y)| x <= a && b <= y);
         if let Some(lost) = now.iter().find(|r| !covered(r)) {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "deleting snapshot(s) {} would reduce what {} can restore on timeline {tl}: \
                  epochs in {} would become unrestorable (restorable after the delete: {}); \
                  take a snapshot that covers them first (metapitr snapshot create), or pass \

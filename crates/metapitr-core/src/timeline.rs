@@ -202,7 +202,7 @@ fn next_timeline_id(m: &Manifest, parent: u32) -> u32 {
 /// empty; nothing is copied then.
 pub fn prepare_resume<M: Model>(src: &Path, dir: &Path) -> Result<()> {
     if snapshot::read_checkpoint::<M>(src)?.is_none() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "{} holds no CHECKPOINT; restore into it first",
             src.display()
         )));
@@ -215,7 +215,7 @@ pub fn prepare_resume<M: Model>(src: &Path, dir: &Path) -> Result<()> {
         return Ok(());
     }
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(Error::TargetNotEmpty(format!(
+        return Err(Error::target_not_empty(format!(
             "{} (to resume from dir:{}, give an empty directory or the store itself)",
             dir.display(),
             src.display()

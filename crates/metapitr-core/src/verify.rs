@@ -91,17 +91,17 @@ impl Report {
         }
         let count = |k: &str| self.problems.iter().filter(|p| p.kind == k).count();
         let (missing, corrupt, gaps) = (count("missing"), count("corrupt"), count("gap"));
-        Some(Error::Verify {
-            summary: format!(
+        Some(Error::verify(
+            format!(
                 "the repo has {} problem(s): {missing} missing, {corrupt} corrupt, {gaps} gaps in the WAL; each is listed above with what to do",
                 self.problems.len()
             ),
-            kind: if missing == self.problems.len() {
+            if missing == self.problems.len() {
                 ErrorKind::NotFound
             } else {
                 ErrorKind::Corruption
             },
-        })
+        ))
     }
 }
 
@@ -308,7 +308,7 @@ pub async fn run<M: Model>(repo: &Repo<M>, full: bool, progress: &Progress) -> R
     // version is verified.
     let (m, listing) = repo.load_manifest_for_repair().await?;
     let m = m.ok_or_else(|| {
-        Error::NotFound(format!(
+        Error::not_found(format!(
             "{} holds no readable metapitr manifest; archive to it first (metapitr archive or simulate)",
             repo.url()
         ))

@@ -47,7 +47,7 @@ pub async fn validate_integrity(storage: &Repo, state: &State) -> Result<u64> {
         return Ok(needed.len());
     }
     let shown: Vec<String> = missing.iter().take(20).map(|i| i.to_string()).collect();
-    Err(Error::NotFound(format!(
+    Err(Error::not_found(format!(
         "{} of the {} SST objects the version at epoch {} references are missing from {}: {}{}; the garbage collector removed them or the storage is not the one the cluster used",
         missing.len(),
         needed.len(),
@@ -111,7 +111,7 @@ pub fn guard_storage(state: &mut State, location: &str, overwrite: bool) -> Resu
         return Ok(());
     }
     if !overwrite {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "the restored metadata was recorded against Hummock storage {}, not {location}; \
              a restore copies no SSTs, so give the cluster's own storage \
              (--hummock-storage-url/--hummock-storage-directory), or pass \

@@ -12,7 +12,7 @@
 //! - end a GET body or a LIST stream with an error part way through.
 //!
 //! Injected errors are [`object_store::Error::Generic`] (source [`InjectedFault`]), which
-//! [`crate::error::Error::kind`] classifies as `Unavailable`, so the repo retries them.
+//! [`crate::error::object_store_kind`] classifies as `Unavailable`, so the repo retries them.
 //!
 //! Every decision is drawn from an RNG seeded by the store's seed, the operation, the path
 //! and how many times that operation was called on that path before. A shared sequential
@@ -26,13 +26,12 @@
 //! records every write that reached the wrapped store.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
@@ -45,7 +44,6 @@ use object_store::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type OsResult<T> = object_store::Result<T>;
 
 /// The store name injected errors carry.
@@ -828,151 +826,115 @@ fn cut_stream(
     .boxed()
 }
 
+#[async_trait]
 impl ObjectStore for FaultyObjectStore {
-    fn put_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
+    async fn put_opts(
+        &self,
+        location: &Path,
         payload: PutPayload,
         opts: PutOptions,
-    ) -> BoxFut<'async_trait, OsResult<PutResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide(Op::Put, location);
-            s.before(&d, location.as_ref()).await?;
-            let create = matches!(opts.mode, object_store::PutMode::Create);
-            let summary = s.log.as_ref().map(|_| {
-                let mut h = crc32fast::Hasher::new();
-                for chunk in payload.iter() {
-                    h.update(chunk);
-                }
-                (h.finalize(), payload.content_length() as u64)
-            });
-            let r = s.inner.put_opts(location, payload, opts).await;
-            s.note(Op::Put, &r);
-            let r = r?;
-            if let Some((crc, len)) = summary {
-                s.record(WriteRecord {
-                    op: Op::Put,
-                    path: location.clone(),
-                    crc32: Some(crc),
-                    len: Some(len),
-                    create,
-                    answer_lost: d.fail_after,
-                });
+    ) -> OsResult<PutResult> {
+        let s = &self.shared;
+        let d = s.decide(Op::Put, location);
+        s.before(&d, location.as_ref()).await?;
+        let create = matches!(opts.mode, object_store::PutMode::Create);
+        let summary = s.log.as_ref().map(|_| {
+            let mut h = crc32fast::Hasher::new();
+            for chunk in payload.iter() {
+                h.update(chunk);
             }
-            s.after(&d, location.as_ref(), false)?;
-            Ok(r)
-        })
-    }
-
-    fn put_multipart_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        opts: PutMultipartOptions,
-    ) -> BoxFut<'async_trait, OsResult<Box<dyn MultipartUpload>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide(Op::Multipart, location);
-            s.before(&d, location.as_ref()).await?;
-            let mut upload = s.inner.put_multipart_opts(location, opts).await?;
-            if let Err(e) = s.after(&d, location.as_ref(), false) {
-                // The caller never sees this upload; do not leave it behind.
-                let _ = upload.abort().await;
-                return Err(e);
-            }
-            // Parts and completion draw from a generator of their own, seeded by this call.
-            let faults = d.armed.then(|| lock(&s.config).multipart.clone());
-            let seed = key_seed(s.seed, Op::Multipart, location.as_ref(), d.call) ^ 0x5555;
-            Ok(Box::new(FaultyUpload {
-                inner: upload,
-                shared: s.clone(),
+            (h.finalize(), payload.content_length() as u64)
+        });
+        let r = s.inner.put_opts(location, payload, opts).await;
+        s.note(Op::Put, &r);
+        let r = r?;
+        if let Some((crc, len)) = summary {
+            s.record(WriteRecord {
+                op: Op::Put,
                 path: location.clone(),
-                faults,
-                rng: StdRng::seed_from_u64(seed),
-                parts: 0,
-                crc: crc32fast::Hasher::new(),
-                len: 0,
-            }) as Box<dyn MultipartUpload>)
+                crc32: Some(crc),
+                len: Some(len),
+                create,
+                answer_lost: d.fail_after,
+            });
+        }
+        s.after(&d, location.as_ref(), false)?;
+        Ok(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let s = &self.shared;
+        let d = s.decide(Op::Multipart, location);
+        s.before(&d, location.as_ref()).await?;
+        let mut upload = s.inner.put_multipart_opts(location, opts).await?;
+        if let Err(e) = s.after(&d, location.as_ref(), false) {
+            // The caller never sees this upload; do not leave it behind.
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        // Parts and completion draw from a generator of their own, seeded by this call.
+        let faults = d.armed.then(|| lock(&s.config).multipart.clone());
+        let seed = key_seed(s.seed, Op::Multipart, location.as_ref(), d.call) ^ 0x5555;
+        Ok(Box::new(FaultyUpload {
+            inner: upload,
+            shared: s.clone(),
+            path: location.clone(),
+            faults,
+            rng: StdRng::seed_from_u64(seed),
+            parts: 0,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }) as Box<dyn MultipartUpload>)
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let s = &self.shared;
+        let op = if options.head { Op::Head } else { Op::Get };
+        let d = s.decide(op, location);
+        s.before(&d, location.as_ref()).await?;
+        let r = s.inner.get_opts(location, options).await?;
+        s.after(&d, location.as_ref(), op == Op::Head)?;
+        let Some(frac) = d.mid_stream.filter(|_| op == Op::Get) else {
+            return Ok(r);
+        };
+        let GetResult {
+            payload,
+            meta,
+            range,
+            attributes,
+            extensions,
+        } = r;
+        let len = range.end.saturating_sub(range.start);
+        let cut = ((len as f64) * frac) as u64;
+        let body = GetResult {
+            payload,
+            meta: meta.clone(),
+            range: range.clone(),
+            attributes: Attributes::new(),
+            extensions: Extensions::new(),
+        }
+        .into_stream();
+        let body = cut_stream(s.clone(), d, location.to_string(), body, cut.min(len));
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(body),
+            meta,
+            range,
+            attributes,
+            extensions,
         })
     }
 
-    fn get_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        options: GetOptions,
-    ) -> BoxFut<'async_trait, OsResult<GetResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let op = if options.head { Op::Head } else { Op::Get };
-            let d = s.decide(op, location);
-            s.before(&d, location.as_ref()).await?;
-            let r = s.inner.get_opts(location, options).await?;
-            s.after(&d, location.as_ref(), op == Op::Head)?;
-            let Some(frac) = d.mid_stream.filter(|_| op == Op::Get) else {
-                return Ok(r);
-            };
-            let GetResult {
-                payload,
-                meta,
-                range,
-                attributes,
-                extensions,
-            } = r;
-            let len = range.end.saturating_sub(range.start);
-            let cut = ((len as f64) * frac) as u64;
-            let body = GetResult {
-                payload,
-                meta: meta.clone(),
-                range: range.clone(),
-                attributes: Attributes::new(),
-                extensions: Extensions::new(),
-            }
-            .into_stream();
-            let body = cut_stream(s.clone(), d, location.to_string(), body, cut.min(len));
-            Ok(GetResult {
-                payload: GetResultPayload::Stream(body),
-                meta,
-                range,
-                attributes,
-                extensions,
-            })
-        })
-    }
-
-    fn get_ranges<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        ranges: &'life2 [Range<u64>],
-    ) -> BoxFut<'async_trait, OsResult<Vec<Bytes>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide(Op::Get, location);
-            s.before(&d, location.as_ref()).await?;
-            let r = s.inner.get_ranges(location, ranges).await?;
-            s.after(&d, location.as_ref(), true)?;
-            Ok(r)
-        })
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        let s = &self.shared;
+        let d = s.decide(Op::Get, location);
+        s.before(&d, location.as_ref()).await?;
+        let r = s.inner.get_ranges(location, ranges).await?;
+        s.after(&d, location.as_ref(), true)?;
+        Ok(r)
     }
 
     fn delete_stream(
@@ -1013,88 +975,52 @@ impl ObjectStore for FaultyObjectStore {
         self.faulty_list(d, key, inner)
     }
 
-    fn list_with_delimiter<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        prefix: Option<&'life1 Path>,
-    ) -> BoxFut<'async_trait, OsResult<ListResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide_list(prefix);
-            let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-            s.before(&d, &key).await?;
-            let r = s.inner.list_with_delimiter(prefix).await?;
-            s.after(&d, &key, true)?;
-            Ok(r)
-        })
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let s = &self.shared;
+        let d = s.decide_list(prefix);
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        s.before(&d, &key).await?;
+        let r = s.inner.list_with_delimiter(prefix).await?;
+        s.after(&d, &key, true)?;
+        Ok(r)
     }
 
-    fn copy_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: CopyOptions,
-    ) -> BoxFut<'async_trait, OsResult<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide_with(Op::Copy, to.as_ref(), |c| c.covers(from) || c.covers(to));
-            s.before(&d, to.as_ref()).await?;
-            let create = matches!(options.mode, object_store::CopyMode::Create);
-            let r = s.inner.copy_opts(from, to, options).await;
-            s.note(Op::Copy, &r);
-            r?;
-            s.record(WriteRecord {
-                op: Op::Copy,
-                path: to.clone(),
-                crc32: None,
-                len: None,
-                create,
-                answer_lost: d.fail_after,
-            });
-            s.after(&d, to.as_ref(), false)
-        })
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        let s = &self.shared;
+        let d = s.decide_with(Op::Copy, to.as_ref(), |c| c.covers(from) || c.covers(to));
+        s.before(&d, to.as_ref()).await?;
+        let create = matches!(options.mode, object_store::CopyMode::Create);
+        let r = s.inner.copy_opts(from, to, options).await;
+        s.note(Op::Copy, &r);
+        r?;
+        s.record(WriteRecord {
+            op: Op::Copy,
+            path: to.clone(),
+            crc32: None,
+            len: None,
+            create,
+            answer_lost: d.fail_after,
+        });
+        s.after(&d, to.as_ref(), false)
     }
 
-    fn rename_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: RenameOptions,
-    ) -> BoxFut<'async_trait, OsResult<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.shared;
-            let d = s.decide_with(Op::Rename, to.as_ref(), |c| c.covers(from) || c.covers(to));
-            s.before(&d, to.as_ref()).await?;
-            let create = matches!(options.target_mode, object_store::RenameTargetMode::Create);
-            let r = s.inner.rename_opts(from, to, options).await;
-            s.note(Op::Rename, &r);
-            r?;
-            s.record(WriteRecord {
-                op: Op::Rename,
-                path: to.clone(),
-                crc32: None,
-                len: None,
-                create,
-                answer_lost: d.fail_after,
-            });
-            s.after(&d, to.as_ref(), false)
-        })
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        let s = &self.shared;
+        let d = s.decide_with(Op::Rename, to.as_ref(), |c| c.covers(from) || c.covers(to));
+        s.before(&d, to.as_ref()).await?;
+        let create = matches!(options.target_mode, object_store::RenameTargetMode::Create);
+        let r = s.inner.rename_opts(from, to, options).await;
+        s.note(Op::Rename, &r);
+        r?;
+        s.record(WriteRecord {
+            op: Op::Rename,
+            path: to.clone(),
+            crc32: None,
+            len: None,
+            create,
+            answer_lost: d.fail_after,
+        });
+        s.after(&d, to.as_ref(), false)
     }
 }
 
@@ -1132,6 +1058,7 @@ impl FaultyUpload {
     }
 }
 
+#[async_trait]
 impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let d = self.next_decision();
@@ -1153,37 +1080,27 @@ impl MultipartUpload for FaultyUpload {
         })
     }
 
-    fn complete<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, OsResult<PutResult>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let d = self.next_decision();
-            let key = self.path.to_string();
-            self.shared.before(&d, &key).await?;
-            let r = self.inner.complete().await;
-            self.shared.note(Op::Multipart, &r);
-            let r = r?;
-            self.shared.record(WriteRecord {
-                op: Op::Multipart,
-                path: self.path.clone(),
-                crc32: Some(self.crc.clone().finalize()),
-                len: Some(self.len),
-                create: false,
-                answer_lost: d.fail_after,
-            });
-            self.shared.after(&d, &key, false)?;
-            Ok(r)
-        })
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        let d = self.next_decision();
+        let key = self.path.to_string();
+        self.shared.before(&d, &key).await?;
+        let r = self.inner.complete().await;
+        self.shared.note(Op::Multipart, &r);
+        let r = r?;
+        self.shared.record(WriteRecord {
+            op: Op::Multipart,
+            path: self.path.clone(),
+            crc32: Some(self.crc.clone().finalize()),
+            len: Some(self.len),
+            create: false,
+            answer_lost: d.fail_after,
+        });
+        self.shared.after(&d, &key, false)?;
+        Ok(r)
     }
 
-    fn abort<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, OsResult<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move { self.inner.abort().await })
+    async fn abort(&mut self) -> OsResult<()> {
+        self.inner.abort().await
     }
 }
 
@@ -1594,6 +1511,7 @@ mod tests {
                 attempts: 4,
                 initial_backoff: Duration::from_millis(1),
                 max_backoff: Duration::from_millis(2),
+                ..Default::default()
             };
             let repo = Repo::from_store(
                 f.clone(),

@@ -207,7 +207,7 @@ impl Simulator {
         self.clock.advance(self.cfg.epoch_interval_ms);
         let epoch = epoch::from_unix_ms(self.clock.now_ms());
         if epoch <= self.state.epoch {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "simulated time {} does not move past the state's epoch {}",
                 epoch::format(epoch),
                 self.state.epoch
@@ -230,7 +230,7 @@ impl Simulator {
             .filter_map(|sst| self.state.hummock.sst(*sst).map(|s| s.object_id))
             .collect();
         self.state.apply_batch(epoch, &changes).map_err(|(i, e)| {
-            Error::Internal(format!(
+            Error::internal(format!(
                 "simulator generated an invalid change {i} at epoch {epoch}: {e}"
             ))
         })?;

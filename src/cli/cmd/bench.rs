@@ -36,7 +36,7 @@ async fn recovery(a: RecoveryArgs, ctx: &Ctx) -> Result<()> {
     let out_dir = a.out.clone();
     let work = out_dir.join("work");
     if work.exists() {
-        return Err(Error::TargetNotEmpty(format!(
+        return Err(Error::target_not_empty(format!(
             "{} (a previous run's history; remove it or choose another --out)",
             work.display()
         )));
@@ -78,7 +78,7 @@ async fn recovery(a: RecoveryArgs, ctx: &Ctx) -> Result<()> {
 fn report(result: &Path, dir: &Path) -> Result<()> {
     let text = std::fs::read_to_string(result).map_err(|e| Error::io(result, e))?;
     let r: RecoveryResult = serde_json::from_str(&text).map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::invalid_input(format!(
             "{} is not a benchmark result.json: {e}",
             result.display()
         ))

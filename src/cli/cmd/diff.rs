@@ -24,7 +24,7 @@ pub(crate) async fn run(a: DiffArgs, ctx: &Ctx) -> Result<()> {
         restore::as_recorded(&repo, timeline, to_t),
     )?;
     if a.0.target_epoch > b.0.target_epoch {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "--from {from} (epoch {}) is after --to {to} (epoch {}); give the earlier one first",
             a.0.target_epoch, b.0.target_epoch
         )));

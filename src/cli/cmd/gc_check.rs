@@ -52,7 +52,7 @@ fn parse_ids(text: &str) -> Result<RoaringTreemap> {
             continue;
         }
         ids.push(t.parse::<u64>().map_err(|_| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "line {}: '{t}' is not a decimal SST object id",
                 n + 1
             ))
@@ -60,5 +60,5 @@ fn parse_ids(text: &str) -> Result<RoaringTreemap> {
     }
     ids.sort_unstable();
     ids.dedup();
-    RoaringTreemap::from_sorted_iter(ids).map_err(|e| Error::Internal(format!("id set: {e}")))
+    RoaringTreemap::from_sorted_iter(ids).map_err(|e| Error::internal(format!("id set: {e}")))
 }

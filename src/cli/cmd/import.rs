@@ -18,12 +18,12 @@ pub(crate) async fn run(a: ImportArgs, ctx: &Ctx) -> Result<()> {
     };
     let store = a.etcd.store(&a.target_store, ctx)?;
     if store == source {
-        return Err(Error::InvalidInput(
-            "--from and --target-store name the same file".into(),
+        return Err(Error::invalid_input(
+            "--from and --target-store name the same file",
         ));
     }
     if !a.force && !store.is_empty().await? {
-        return Err(Error::TargetNotEmpty(store.to_string()));
+        return Err(Error::target_not_empty(store.to_string()));
     }
     store.check_clearable(a.force_clear)?;
     let spin = Progress::spinner(&format!("reading {source}"), quiet);
@@ -53,7 +53,7 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<WorkerNode>> {
     let mut nodes: Vec<WorkerNode> = Vec::new();
     for v in values {
         let bad = || {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "--initial-cluster {v}: expected ID=HOST:PORT, e.g. 1=127.0.0.1:5690"
             ))
         };
@@ -65,7 +65,7 @@ fn parse_initial_cluster(values: &[String]) -> Result<Vec<WorkerNode>> {
             return Err(bad());
         }
         if nodes.iter().any(|n| n.id == id) {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "--initial-cluster names node {id} twice"
             )));
         }

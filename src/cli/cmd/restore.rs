@@ -19,7 +19,7 @@ pub(crate) async fn run(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     let target = target(&a)?;
     let store = a.etcd.store(&a.target_store, ctx)?;
     if !a.force && !store.is_empty().await? {
-        return Err(Error::TargetNotEmpty(store.to_string()));
+        return Err(Error::target_not_empty(store.to_string()));
     }
     store.check_clearable(a.force_clear)?;
     let t = Instant::now();

@@ -98,13 +98,17 @@ fn options(a: &SimulateArgs) -> Result<RunOptions> {
 /// directory), for `--resume-from`; errors name the flags.
 fn prepare_resume(from: &str, wal_dir: &Path) -> Result<()> {
     let TargetStore::Dir(src) = from.parse::<TargetStore>()? else {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "--resume-from {from}: only a native store (dir:PATH) can be resumed"
         )));
     };
-    crate::timeline::prepare_resume::<crate::model::State>(&src, wal_dir).map_err(|e| match e {
-        Error::NotFound(m) => Error::NotFound(format!("--resume-from {from}: {m}")),
-        Error::TargetNotEmpty(m) => Error::TargetNotEmpty(format!("--wal-dir {m}")),
-        e => e,
+    crate::timeline::prepare_resume::<crate::model::State>(&src, wal_dir).map_err(|e| {
+        if e.is_target_not_empty() {
+            e.prefixed("--wal-dir ")
+        } else if e.kind() == crate::ErrorKind::NotFound {
+            e.prefixed(&format!("--resume-from {from}: "))
+        } else {
+            e
+        }
     })
 }

@@ -50,7 +50,7 @@ async fn create_from_checkpoint(repo: &RepoArg, dir: &Path, ctx: &Ctx) -> Result
     let e = snapshot::reseed_from_checkpoint(&repo, dir, false)
         .await?
         .ok_or_else(|| {
-            Error::NotFound(format!(
+            Error::not_found(format!(
                 "{} holds no CHECKPOINT to take a snapshot from",
                 dir.display()
             ))

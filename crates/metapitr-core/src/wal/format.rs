@@ -118,11 +118,7 @@ impl<C> Record<C> {
     pub fn apply_to<M: crate::model_api::Model<Change = C>>(&self, state: &mut M) -> Result<()> {
         state
             .replay(self.lsn, self.epoch, &self.change)
-            .map_err(|source| Error::Apply {
-                lsn: self.lsn,
-                epoch: self.epoch,
-                source,
-            })
+            .map_err(|source| Error::apply(self.lsn, self.epoch, source))
     }
 }
 
@@ -162,7 +158,7 @@ pub fn encode_record<C: Message + Default>(
 ) -> Result<()> {
     let body_len = BODY_FIXED_LEN + change.encoded_len();
     if body_len > MAX_BODY {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "a change of {body_len} bytes exceeds the {MAX_BODY}-byte record limit"
         )));
     }

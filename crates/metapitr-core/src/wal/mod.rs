@@ -123,7 +123,7 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Takes the directory's lock file, or fails with [`Error::Locked`].
+/// Takes the directory's lock file, or fails with [`Error::locked`] (kind `Fenced`).
 pub fn lock_dir(dir: &Path) -> Result<File> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(LOCK_FILE);
@@ -135,7 +135,7 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
         .map_err(|e| Error::io(&path, e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::locked(dir.to_path_buf())),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
@@ -187,7 +187,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
             ));
         }
         if seg.timeline != timeline {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "{what} belongs to timeline {} but this WAL is opened on timeline {timeline}; archive it and move it away first",
                 seg.timeline
             )));
@@ -449,16 +449,14 @@ impl Wal {
         changes: &[impl Message + Default],
     ) -> Result<impl std::future::Future<Output = Result<LsnRange>>> {
         if changes.is_empty() {
-            return Err(Error::InvalidInput(
-                "a commit needs at least one change".into(),
-            ));
+            return Err(Error::invalid_input("a commit needs at least one change"));
         }
         let mut tail = self
             .tail
             .lock()
-            .map_err(|_| Error::Internal("WAL tail lock poisoned".into()))?;
+            .map_err(|_| Error::internal("WAL tail lock poisoned"))?;
         if epoch < tail.last_epoch {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "epoch {epoch} is below the last committed epoch {}",
                 tail.last_epoch
             )));
@@ -487,7 +485,7 @@ impl Wal {
         drop(tail);
         Ok(async move {
             rx.await
-                .map_err(|_| Error::Internal("WAL writer thread exited".into()))??;
+                .map_err(|_| Error::internal("WAL writer thread exited"))??;
             Ok(LsnRange { first, last })
         })
     }
@@ -497,7 +495,7 @@ impl Wal {
         let (ack, rx) = oneshot::channel();
         self.send(Request::Flush(ack))?;
         rx.await
-            .map_err(|_| Error::Internal("WAL writer thread exited".into()))?
+            .map_err(|_| Error::internal("WAL writer thread exited"))?
     }
 
     /// Seals the active segment if it holds anything.
@@ -505,15 +503,15 @@ impl Wal {
         let (ack, rx) = oneshot::channel();
         self.send(Request::Seal(ack))?;
         rx.await
-            .map_err(|_| Error::Internal("WAL writer thread exited".into()))?
+            .map_err(|_| Error::internal("WAL writer thread exited"))?
     }
 
     fn send(&self, r: Request) -> Result<()> {
         self.tx
             .as_ref()
-            .ok_or_else(|| Error::Internal("WAL is closed".into()))?
+            .ok_or_else(|| Error::internal("WAL is closed"))?
             .send(r)
-            .map_err(|_| Error::Internal("WAL writer thread exited".into()))
+            .map_err(|_| Error::internal("WAL writer thread exited"))
     }
 
     /// Seals what is written and stops the writer thread.
@@ -653,14 +651,14 @@ impl Writer {
             let _ = ack.send(
                 result
                     .clone()
-                    .map_err(|e| Error::Poisoned(format!("WAL write failed: {e}"))),
+                    .map_err(|e| Error::poisoned(format!("WAL write failed: {e}"))),
             );
         }
         for ack in acks_flush {
             let _ = ack.send(
                 result
                     .clone()
-                    .map_err(|e| Error::Poisoned(format!("WAL write failed: {e}"))),
+                    .map_err(|e| Error::poisoned(format!("WAL write failed: {e}"))),
             );
         }
         for ack in seals {
@@ -734,7 +732,7 @@ impl Writer {
     /// fsync, rename `.wal.open` → `.wal`, fsync the directory, announce.
     fn seal(&mut self) -> Result<()> {
         if let Some(f) = &self.failed {
-            return Err(Error::Poisoned(format!("WAL write failed: {f}")));
+            return Err(Error::poisoned(format!("WAL write failed: {f}")));
         }
         let Some(a) = self.active.take() else {
             return Ok(());

@@ -93,7 +93,7 @@ impl EtcdTarget {
     /// absent prefix gives [`DEFAULT_PREFIX`]; `auth` is left unset.
     pub fn parse(rest: &str) -> Result<Self> {
         let bad = |why: &str| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "etcd target 'etcd://{rest}' is not understood ({why}); expected {EXPECTED_FORM}"
             ))
         };
@@ -177,10 +177,10 @@ impl EtcdTarget {
     /// the prefix, in the order the module documentation describes.
     pub async fn write(&self, lines: &[Value]) -> Result<()> {
         let (header, rest) = lines.split_first().ok_or_else(|| {
-            Error::Internal(format!("nothing to write into {self}: the export is empty"))
+            Error::internal(format!("nothing to write into {self}: the export is empty"))
         })?;
         if line_key(header)? != HEADER_KEY {
-            return Err(Error::Internal(format!(
+            return Err(Error::internal(format!(
                 "the first export line written into {self} is not the header: {header}"
             )));
         }
@@ -191,7 +191,7 @@ impl EtcdTarget {
         for l in rest {
             let k = line_key(l)?;
             if !seen.insert(k.clone()) {
-                return Err(Error::Internal(format!(
+                return Err(Error::internal(format!(
                     "two export lines map to etcd key {}{k}; the second is {l}",
                     self.prefix
                 )));
@@ -346,9 +346,9 @@ impl std::fmt::Display for EtcdTarget {
 }
 
 /// The key (below the prefix) an export line is stored at; see the module documentation.
-/// A line without a known `kind` (other than the header) is an [`Error::Internal`].
+/// A line without a known `kind` (other than the header) is an internal error ([`Error::internal`]).
 pub fn line_key(line: &Value) -> Result<String> {
-    let bad = |why: String| Error::Internal(format!("export line {line} has no etcd key: {why}"));
+    let bad = |why: String| Error::internal(format!("export line {line} has no etcd key: {why}"));
     let Some(kind) = line.get("kind").and_then(Value::as_str) else {
         if line.get("format").and_then(Value::as_str) == Some(crate::jsonl::FORMAT) {
             return Ok(HEADER_KEY.to_string());

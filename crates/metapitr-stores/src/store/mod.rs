@@ -54,7 +54,7 @@ impl std::str::FromStr for TargetStore {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "target store '{s}' is not understood; use dir:PATH, jsonl:PATH, jsonl:-, \
                  sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB or \
                  etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"
@@ -100,7 +100,7 @@ pub(crate) fn state_from_lines(store: &str, lines: Vec<serde_json::Value>) -> Re
 /// and deleted locally: read those from the repo.
 pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
     if !dir.is_dir() {
-        return Err(Error::NotFound(format!(
+        return Err(Error::not_found(format!(
             "WAL directory {} does not exist",
             dir.display()
         )));
@@ -111,7 +111,7 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
         (Some(s), _) => s,
         (None, Some(seg)) => State::new(seg.timeline),
         (None, None) => {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "{} holds no metapitr WAL (no {} and no WAL segment); give the meta store's \
                  directory, or export from the repo (--repo)",
                 dir.display(),
@@ -123,21 +123,21 @@ pub fn read_wal_dir(dir: &Path, at_epoch: Option<u64>) -> Result<State> {
     if let Some(e) = at_epoch {
         let newest = records.last().map_or(state.epoch, |r| r.epoch);
         if e < state.epoch || e > newest {
-            return Err(Error::OutOfRange {
-                requested: format!("{e} ({})", crate::epoch::format(e)),
-                from: format!("WAL directory {}", dir.display()),
-                ranges: format!(
+            return Err(Error::out_of_range(
+                format!("{e} ({})", crate::epoch::format(e)),
+                format!("WAL directory {}", dir.display()),
+                format!(
                     "{}, from its checkpoint to its newest record; export other epochs from \
                      the repo (--repo)",
                     crate::restore::format_ranges(&[(state.epoch, newest)])
                 ),
-            });
+            ));
         }
     }
     for r in records {
         // Before the epoch test: the missing records may hold epochs up to the target.
         if r.lsn != state.lsn + 1 {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "{}: records {}..{} were archived and removed locally; export from the repo \
                  (--repo) instead",
                 dir.display(),
@@ -246,7 +246,7 @@ impl TargetStore {
                 write_jsonl_file(p, &lines)
             }
             TargetStore::Stdout => write_stdout(&lines),
-            other => Err(Error::InvalidInput(format!(
+            other => Err(Error::invalid_input(format!(
                 "an export goes to a JSONL file or stdout, not {other}"
             ))),
         }
@@ -257,7 +257,7 @@ impl TargetStore {
     async fn make_room(&self, force: bool, force_clear: bool) -> Result<()> {
         if !self.is_empty().await? {
             if !force {
-                return Err(Error::TargetNotEmpty(self.to_string()));
+                return Err(Error::target_not_empty(self.to_string()));
             }
             self.check_clearable(force_clear)?;
             self.clear().await?;
@@ -301,7 +301,7 @@ impl TargetStore {
             0 => String::new(),
             n => format!(" and {n} more"),
         };
-        Err(Error::InvalidInput(format!(
+        Err(Error::invalid_input(format!(
             "{self} does not look like a meta store: it holds {}{more}, which a meta store \
              does not; choose another directory, or pass --force-clear as well to delete \
              everything in it",
@@ -366,7 +366,7 @@ impl TargetStore {
             TargetStore::Jsonl(p) => {
                 let f = std::fs::File::open(p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => {
-                        Error::NotFound(format!("export file {} does not exist", p.display()))
+                        Error::not_found(format!("export file {} does not exist", p.display()))
                     }
                     _ => Error::io(p, e),
                 })?;
@@ -381,16 +381,12 @@ impl TargetStore {
                 crate::jsonl::read(std::io::stdin().lock(), allow_untrailed),
             ),
             other => {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "an export is read from a JSONL file or stdin, not {other}"
                 )))
             }
         };
-        parsed.map_err(|source| Error::Export {
-            kind: source.kind,
-            what: format!("export {what}"),
-            source: Box::new(source),
-        })
+        parsed.map_err(|source| Error::export(format!("export {what}"), source.kind, source))
     }
 
     /// Reads back the state the target holds.
@@ -467,13 +463,13 @@ impl JsonlPath {
             } else {
                 "a special file (neither a regular file, a character device nor a FIFO)"
             };
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "{} is {what}; an export goes to a file path, a FIFO, a character device such \
                  as /dev/null, or - for stdout",
                 p.display()
             )));
         }
-        Err(Error::InvalidInput(format!(
+        Err(Error::invalid_input(format!(
             "{}: more than {MAX_LINKS} symlinks to follow; point it at the file directly",
             p.display()
         )))
@@ -542,7 +538,7 @@ pub fn reinitialize_cluster(
 ) -> Result<()> {
     use crate::model::WorkerType;
     if !nodes.iter().any(|n| n.id == id) {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "--id {id} is not one of the --initial-cluster nodes ({})",
             nodes
                 .iter()
@@ -554,7 +550,7 @@ pub fn reinitialize_cluster(
     for n in &nodes {
         if let Some(w) = state.workers.get(&n.id) {
             if w.worker_type() != WorkerType::Meta {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::invalid_input(format!(
                     "--initial-cluster node {} has the id of a {} worker ({}:{}); choose \
                      another id",
                     n.id,

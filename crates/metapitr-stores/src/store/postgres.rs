@@ -314,7 +314,7 @@ pub async fn write(t: &PgTarget, state: &State, force: bool) -> Result<()> {
     let tx = s.run(c.transaction()).await?;
     let used = non_empty_tables(&tx, &s).await?;
     if !force && !used.is_empty() {
-        return Err(Error::TargetNotEmpty(format!(
+        return Err(Error::target_not_empty(format!(
             "{} (tables {})",
             s.name,
             used.join(", ")
@@ -329,7 +329,7 @@ pub async fn write(t: &PgTarget, state: &State, force: bool) -> Result<()> {
     }
     for c in ID_CATEGORIES {
         let next = i64::try_from(state.id(c)).map_err(|_| {
-            Error::InvalidInput(format!(
+            Error::invalid_input(format!(
                 "id generator {} = {} does not fit a PostgreSQL sequence",
                 id_category_name(c),
                 state.id(c)

@@ -352,7 +352,7 @@ pub fn sequence_name(generator: &str) -> String {
 
 fn id64(store: &str, what: &str, v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| {
-        Error::InvalidInput(format!(
+        Error::invalid_input(format!(
             "{what} = {v} does not fit the 64-bit signed integers of {store}"
         ))
     })
@@ -683,7 +683,7 @@ impl Touched {
                 }
                 Kind::IdAdvance(g) => {
                     let c = IdCategory::try_from(g.category).map_err(|_| {
-                        Error::InvalidInput(format!(
+                        Error::invalid_input(format!(
                             "a batch for {store} advances the unknown id generator {}; \
                              apply only batches the state accepted",
                             g.category
@@ -919,7 +919,7 @@ fn catalog_in_reference_order(
             match done.get(&id) {
                 Some(true) => continue,
                 Some(false) => {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::internal(format!(
                         "catalog object {id} is part of a reference cycle"
                     )))
                 }

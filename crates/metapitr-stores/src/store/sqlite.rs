@@ -72,7 +72,7 @@ fn non_empty_tables(c: &Connection, p: &Path) -> Result<Vec<String>> {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Internal(format!("SQLite task: {e}")))?
+        .map_err(|e| Error::internal(format!("SQLite task: {e}")))?
 }
 
 pub async fn is_empty(p: &Path) -> Result<bool> {
@@ -128,7 +128,7 @@ pub async fn write(p: &Path, state: &State, force: bool) -> Result<()> {
             .map_err(|e| err(&p, e))?;
         let used = non_empty_tables(&tx, &p)?;
         if !force && !used.is_empty() {
-            return Err(Error::TargetNotEmpty(format!(
+            return Err(Error::target_not_empty(format!(
                 "{} (tables {})",
                 name(&p),
                 used.join(", ")
