@@ -513,11 +513,22 @@ pub fn object_store_kind(e: &object_store::Error) -> ErrorKind {
     }
 }
 
+/// Whether `s` is an HTTP client's timeout (only builds with S3 have an HTTP client).
+#[cfg(feature = "s3")]
+fn http_timeout(s: &(dyn std::error::Error + 'static)) -> bool {
+    s.downcast_ref::<object_store::client::HttpError>()
+        .is_some_and(|h| h.kind() == object_store::client::HttpErrorKind::Timeout)
+}
+
+#[cfg(not(feature = "s3"))]
+fn http_timeout(_: &(dyn std::error::Error + 'static)) -> bool {
+    false
+}
+
 /// Whether an object-store call failed because a connect or request timeout passed.
 fn timed_out(e: &object_store::Error) -> bool {
     chain(e).any(|s| {
-        s.downcast_ref::<object_store::client::HttpError>()
-            .is_some_and(|h| h.kind() == object_store::client::HttpErrorKind::Timeout)
+        http_timeout(s)
             || s.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
     })

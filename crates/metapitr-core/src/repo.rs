@@ -38,10 +38,11 @@ use crate::model_api::{raise_marks, IdMarks, Model};
 use crate::pb::{IdMark, Manifest, SegmentEntry, SnapshotEntry, TimelineEntry};
 use crate::retrying_object_store::RetryingObjectStore;
 
+// The S3 backend, with its HTTP client, only in builds with the `s3` feature.
+#[cfg(feature = "s3")]
 mod s3;
 
 pub use crate::retrying_object_store::RetryPolicy;
-pub use s3::S3Options;
 
 /// Manifest versions are pruned in steps of this many, keeping at least the newest
 /// `MANIFEST_KEEP` (and at most twice that) in the repo.
@@ -137,6 +138,38 @@ impl ManifestListing {
     pub fn lost(&self) -> Option<u64> {
         (self.head > self.newest).then_some(self.head)
     }
+}
+
+/// The S3 store of `url` (`bucket_path` is what follows `s3://`) and the repo's directory
+/// in the bucket.
+#[cfg(feature = "s3")]
+fn open_s3(
+    url: &str,
+    bucket_path: &str,
+    loc: &RepoLocation,
+) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    s3::open(url, bucket_path, &loc.s3, loc.network)
+}
+
+#[cfg(not(feature = "s3"))]
+fn open_s3(url: &str, _: &str, _: &RepoLocation) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    Err(Error::invalid_input(format!(
+        "repo URL {url}: this build has no S3 support; build metapitr-core with its `s3` feature"
+    )))
+}
+
+/// S3 settings for a repo. Every unset one comes from the standard AWS environment
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// e.g. `http://127.0.0.1:9000` for an S3-compatible server. Default: AWS.
+    pub endpoint: Option<String>,
+    /// Default: AWS_REGION, else `us-east-1`.
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow `http://` endpoints. Default: false.
+    pub allow_http: Option<bool>,
 }
 
 /// Where a repo lives: a storage URL and a directory inside it, as a meta service's
@@ -251,7 +284,7 @@ impl<M: Model> Repo<M> {
                     url.to_string(),
                 )
             } else if let Some(bucket_path) = url.strip_prefix("s3://") {
-                let (store, root) = s3::open(url, bucket_path, &loc.s3, loc.network)?;
+                let (store, root) = open_s3(url, bucket_path, loc)?;
                 (store, root, url.to_string())
             } else {
                 let dir = match url.strip_prefix("file://") {

@@ -19,21 +19,9 @@ use object_store::client::{
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 
+use super::S3Options;
 use crate::error::{Error, HttpRefusal, Result};
 
-/// S3 settings for a repo. Every unset one comes from the standard AWS environment
-/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct S3Options {
-    /// e.g. `http://127.0.0.1:9000` for an S3-compatible server. Default: AWS.
-    pub endpoint: Option<String>,
-    /// Default: AWS_REGION, else `us-east-1`.
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Allow `http://` endpoints. Default: false.
-    pub allow_http: Option<bool>,
-}
 
 /// The store of the repo at `url` (`s3://BUCKET[/PREFIX]`, `bucket_path` being what
 /// follows `s3://`) and the directory inside the bucket the repo is rooted at.
