@@ -185,7 +185,10 @@ fn apply_one(v: &mut Version, d: &Delta) -> Result<()> {
                     }
                     if !inserted.is_empty() {
                         let l0 = l0_mut(g);
-                        let next = l0.sub_levels.last().map_or(1, |l| l.msg().sub_level_id + 1);
+                        let next = l0
+                            .sub_levels
+                            .last()
+                            .map_or(1, |l| l.msg().sub_level_id.wrapping_add(1));
                         insert_new_sub_level(&cx, l0, next, OVERLAPPING, inserted.clone(), None)?;
                     }
                 }
@@ -535,7 +538,9 @@ fn group_construct(
     let config = config.ok_or_else(|| cx.err("group_construct without group_config"))?;
     let max_level = config.msg().max_level;
     if max_level > 64 {
-        return Err(cx.err(format!("group_config.max_level {max_level} is not plausible")));
+        return Err(cx.err(format!(
+            "group_config.max_level {max_level} is not plausible"
+        )));
     }
     let mut g = initial_group(gid, max_level);
     {
@@ -547,12 +552,18 @@ fn group_construct(
     let version = gc.version;
     if version >= pb::CompatibilityVersion::SplitGroupByTableId as i32 {
         let key = gc.split_key.clone();
-        init_with_parent(v, cx, gc.parent_group_id, gid, gc.new_sst_start_id, |level, next| {
-            match &key {
+        init_with_parent(
+            v,
+            cx,
+            gc.parent_group_id,
+            gid,
+            gc.new_sst_start_id,
+            |level, next| match &key {
                 Some(k) => split_level_by_key(cx, level, next, k),
                 None => Ok(Vec::new()),
-            }
-        }, true)
+            },
+            true,
+        )
     } else {
         let members: BTreeSet<u32> = if version >= pb::CompatibilityVersion::NoMemberTableIds as i32
         {
@@ -560,9 +571,15 @@ fn group_construct(
         } else {
             gc.table_ids.iter().copied().collect()
         };
-        init_with_parent(v, cx, gc.parent_group_id, gid, gc.new_sst_start_id, |level, next| {
-            Ok(split_level_by_tables(level, next, &members))
-        }, false)
+        init_with_parent(
+            v,
+            cx,
+            gc.parent_group_id,
+            gid,
+            gc.new_sst_start_id,
+            |level, next| Ok(split_level_by_tables(level, next, &members)),
+            false,
+        )
     }
 }
 
@@ -617,7 +634,9 @@ fn init_with_parent(
                 Some(i) if target.sub_levels[i].msg().sub_level_id == id => {
                     add_ssts_to_sub_level(target, i, moved)
                 }
-                Some(i) => insert_new_sub_level(cx, target, id, sub.msg().level_type, moved, Some(i))?,
+                Some(i) => {
+                    insert_new_sub_level(cx, target, id, sub.msg().level_type, moved, Some(i))?
+                }
                 None => {
                     let n = target.sub_levels.len();
                     insert_new_sub_level(cx, target, id, sub.msg().level_type, moved, Some(n))?
@@ -688,7 +707,10 @@ fn split_sst(
     let size = origin.effective_sst_size() / 2;
     let mut left = origin.clone();
     let mut right = origin.clone();
-    let (l_left, l_right) = (Bytes::copy_from_slice(origin.left()), Bytes::copy_from_slice(origin.right()));
+    let (l_left, l_right) = (
+        Bytes::copy_from_slice(origin.left()),
+        Bytes::copy_from_slice(origin.right()),
+    );
     let right_excl = origin.right_exclusive();
     let pos = origin.table_ids().partition_point(|t| *t < table_id);
     {
@@ -698,7 +720,7 @@ fn split_sst(
         m.table_ids = origin.table_ids()[pos..].to_vec();
     }
     right.set_key_range(key.clone(), l_right, right_excl);
-    *next += 1;
+    *next = next.wrapping_add(1);
     {
         let m = left.node.msg_mut();
         m.sst_id = *next;
@@ -706,7 +728,7 @@ fn split_sst(
         m.table_ids = origin.table_ids()[..pos].to_vec();
     }
     left.set_key_range(l_left, key.clone(), true);
-    *next += 1;
+    *next = next.wrapping_add(1);
     Ok(if left.table_ids().is_empty() {
         (None, Some(right))
     } else if right.table_ids().is_empty() {
@@ -719,7 +741,12 @@ fn split_sst(
 }
 
 /// `split_sst_info_for_level_v2`: takes out of `level` what lies right of `key`.
-fn split_level_by_key(cx: &Ctx, level: &mut Level, next: &mut u64, key: &Bytes) -> Result<Vec<Sst>> {
+fn split_level_by_key(
+    cx: &Ctx,
+    level: &mut Level,
+    next: &mut u64,
+    key: &Bytes,
+) -> Result<Vec<Sst>> {
     if level.ssts.is_empty() {
         return Ok(Vec::new());
     }
@@ -791,14 +818,14 @@ fn split_level_by_tables(level: &mut Level, next: &mut u64, members: &BTreeSet<u
             m.sst_size = size;
             m.table_ids = in_members;
         }
-        *next += 1;
+        *next = next.wrapping_add(1);
         {
             let m = s.node.msg_mut();
             m.sst_id = *next;
             m.sst_size = size;
             m.table_ids = rest;
         }
-        *next += 1;
+        *next = next.wrapping_add(1);
         moved.push(branch);
     }
     moved
@@ -820,14 +847,14 @@ fn group_merge(v: &mut Version, cx: &Ctx, left_id: u64, right_id: u64) -> Result
     let mut next_id = l0
         .sub_levels
         .iter()
-        .map(|l| l.msg().sub_level_id + 1)
+        .map(|l| l.msg().sub_level_id.wrapping_add(1))
         .max()
         .unwrap_or(0);
     let rewrite = next_id != 0;
     for sub in right.l0.map(|l| l.sub_levels).unwrap_or_default() {
         let id = if rewrite {
             let id = next_id;
-            next_id += 1;
+            next_id = next_id.wrapping_add(1);
             id
         } else {
             sub.msg().sub_level_id

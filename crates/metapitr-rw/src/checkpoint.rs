@@ -186,8 +186,7 @@ impl Checkpoint {
             .as_ref()
             .is_some_and(|b| self.version.pristine_bytes() == Some(b));
         let stale_same = m.stale_objects.len() == self.stale_objects.len()
-            && m
-                .stale_objects
+            && m.stale_objects
                 .iter()
                 .zip(&self.stale_objects)
                 .all(|((k1, b), (k2, n))| k1 == k2 && n.original() == Some(b));

@@ -121,7 +121,9 @@ pub fn inspect_as(file: &str, data: &Bytes, kind: Kind) -> Result<Inspected> {
         },
         Kind::Version => Inspected::Version(Box::new(Version::from_bytes(file, data)?)),
         Kind::Delta => Inspected::Delta(Box::new(Delta::from_bytes(file, data)?)),
-        Kind::MetaSnapshot => Inspected::MetaSnapshot(Box::new(MetaSnapshot::from_bytes(file, data)?)),
+        Kind::MetaSnapshot => {
+            Inspected::MetaSnapshot(Box::new(MetaSnapshot::from_bytes(file, data)?))
+        }
         Kind::Manifest => Inspected::Manifest(Manifest::from_bytes(file, data)?),
     })
 }
@@ -356,7 +358,10 @@ impl Inspected {
                         d.group_deltas
                             .iter()
                             .map(|(g, ds)| {
-                                (g.to_string(), Value::Array(ds.deltas.iter().map(group_delta_json).collect()))
+                                (
+                                    g.to_string(),
+                                    Value::Array(ds.deltas.iter().map(group_delta_json).collect()),
+                                )
                             })
                             .collect(),
                     ),
@@ -380,10 +385,17 @@ impl Inspected {
             }
             Inspected::Manifest(m) => {
                 let latest = m.snapshot_metadata.iter().max_by_key(|s| s.id);
-                o.insert("version_id".into(), json!(latest.map(|s| s.hummock_version_id)));
+                o.insert(
+                    "version_id".into(),
+                    json!(latest.map(|s| s.hummock_version_id)),
+                );
                 o.insert(
                     "max_committed_epoch".into(),
-                    json!(latest.and_then(|s| s.state_table_info.values().map(|i| i.committed_epoch).max())),
+                    json!(latest.and_then(|s| s
+                        .state_table_info
+                        .values()
+                        .map(|i| i.committed_epoch)
+                        .max())),
                 );
                 o.insert("groups".into(), json!([]));
                 o.insert("manifest_id".into(), json!(m.manifest_id));
@@ -400,7 +412,11 @@ impl Inspected {
                             .collect(),
                     ),
                 );
-                let mut ids: Vec<u64> = m.snapshot_metadata.iter().flat_map(|s| s.objects.iter().copied()).collect();
+                let mut ids: Vec<u64> = m
+                    .snapshot_metadata
+                    .iter()
+                    .flat_map(|s| s.objects.iter().copied())
+                    .collect();
                 ids.sort_unstable();
                 ids.dedup();
                 o.insert("object_ids".into(), json!(ids));

@@ -31,7 +31,10 @@ impl<M: prost::Message + Default + Clone + KnownFields> Tree for Node<M> {
     }
 }
 
-fn list_same<'a, T: Tree + 'a>(stored: &[Bytes], kids: impl ExactSizeIterator<Item = &'a T>) -> bool {
+fn list_same<'a, T: Tree + 'a>(
+    stored: &[Bytes],
+    kids: impl ExactSizeIterator<Item = &'a T>,
+) -> bool {
     stored.len() == kids.len()
         && stored
             .iter()
@@ -125,7 +128,9 @@ impl Sst {
     }
     /// Left key of the range; empty means unbounded (also when the range is absent).
     pub fn left(&self) -> &[u8] {
-        self.key_range.as_ref().map_or(&[][..], |k| &k.msg().left[..])
+        self.key_range
+            .as_ref()
+            .map_or(&[][..], |k| &k.msg().left[..])
     }
     pub fn right(&self) -> &[u8] {
         self.key_range
@@ -521,8 +526,8 @@ impl GroupDelta {
         }
         match &self.kind {
             GroupDeltaKind::IntraLevel { node, inserted } => {
-                let same = node.original().is_some()
-                    && list(&node.msg().inserted_table_infos, inserted);
+                let same =
+                    node.original().is_some() && list(&node.msg().inserted_table_infos, inserted);
                 let b = if same && !fresh {
                     node.encode()
                 } else {
@@ -533,8 +538,8 @@ impl GroupDelta {
                 Some((b, same))
             }
             GroupDeltaKind::NewL0SubLevel { node, inserted } => {
-                let same = node.original().is_some()
-                    && list(&node.msg().inserted_table_infos, inserted);
+                let same =
+                    node.original().is_some() && list(&node.msg().inserted_table_infos, inserted);
                 let b = if same && !fresh {
                     node.encode()
                 } else {
@@ -689,7 +694,7 @@ impl Tree for Delta {
         let m = self.node.msg();
         (map_same(&m.group_deltas, &self.group_deltas)
             && map_same(&m.state_table_info_delta, &self.state_table_info_delta))
-            .then_some(o)
+        .then_some(o)
     }
     fn to_bytes(&self, fresh: bool) -> Bytes {
         if !fresh {

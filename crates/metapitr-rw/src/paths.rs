@@ -37,7 +37,10 @@ impl PrefixStrategy {
 
 /// The hashed prefix of an object, with its trailing slash: `"{n}/"`.
 pub fn hashed_prefix(object_id: u64) -> String {
-    format!("{}/", crc32fast::hash(&object_id.to_be_bytes()) % NUM_PREFIXES)
+    format!(
+        "{}/",
+        crc32fast::hash(&object_id.to_be_bytes()) % NUM_PREFIXES
+    )
 }
 
 /// Path of an SST object under `data_dir`.
@@ -56,7 +59,12 @@ pub fn s3_sst_path(data_dir: &str, object_id: u64) -> String {
 
 /// Local file-system path of an SST object under the store root `root`
 /// (`fs://{root}` state store), with or without the new prefix strategy.
-pub fn local_sst_path(root: &str, data_dir: &str, object_id: u64, new_prefix_strategy: bool) -> String {
+pub fn local_sst_path(
+    root: &str,
+    data_dir: &str,
+    object_id: u64,
+    new_prefix_strategy: bool,
+) -> String {
     let strategy = PrefixStrategy::for_store(false, new_prefix_strategy);
     format!(
         "{}/{}",
@@ -107,7 +115,10 @@ mod tests {
             local_sst_path("/data/", "hummock_001", 42, false),
             "/data/hummock_001/42.data"
         );
-        assert_eq!(parse_object_path("hummock_001/182/42.data"), Some((42, "data")));
+        assert_eq!(
+            parse_object_path("hummock_001/182/42.data"),
+            Some((42, "data"))
+        );
         assert_eq!(parse_object_path("x/checkpoint/0"), None);
         assert_eq!(checkpoint_path("hummock_001"), "hummock_001/checkpoint/0");
     }

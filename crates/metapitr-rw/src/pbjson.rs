@@ -17,7 +17,9 @@ use crate::wire::put_varint;
 type R<T> = std::result::Result<T, String>;
 
 fn field<'a>(o: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    o.get(camel).or_else(|| o.get(snake)).filter(|v| !v.is_null())
+    o.get(camel)
+        .or_else(|| o.get(snake))
+        .filter(|v| !v.is_null())
 }
 
 fn obj<'a>(v: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
@@ -27,10 +29,10 @@ fn obj<'a>(v: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
 
 fn uint(v: &Value, what: &str) -> R<u64> {
     match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{what}: {n} is not a u64")),
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| format!("{what}: {s:?} is not a u64")),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("{what}: {n} is not a u64")),
+        Value::String(s) => s.parse().map_err(|_| format!("{what}: {s:?} is not a u64")),
         _ => Err(format!("{what} is not a number")),
     }
 }
@@ -280,7 +282,8 @@ fn levels(v: &Value) -> R<Bytes> {
 }
 
 fn key_u64(k: &str) -> R<u64> {
-    k.parse().map_err(|_| format!("map key {k:?} is not a number"))
+    k.parse()
+        .map_err(|_| format!("map key {k:?} is not a number"))
 }
 
 /// Protobuf bytes of the version, and the names of the fields not carried over.
@@ -296,13 +299,18 @@ pub fn version_from_json(v: &Value) -> R<(Vec<u8>, Vec<String>)> {
     if let Some(m) = field(o, "stateTableInfo", "state_table_info") {
         for (k, i) in obj(m, "state_table_info")? {
             let io = obj(i, "StateTableInfo")?;
-            let t = u32::try_from(key_u64(k)?).map_err(|_| format!("table id {k} does not fit u32"))?;
+            let t =
+                u32::try_from(key_u64(k)?).map_err(|_| format!("table id {k} does not fit u32"))?;
             state_table_info.insert(
                 t,
                 Bytes::from(
                     pb::StateTableInfo {
                         committed_epoch: u64_of(io, "committedEpoch", "committed_epoch")?,
-                        compaction_group_id: u64_of(io, "compactionGroupId", "compaction_group_id")?,
+                        compaction_group_id: u64_of(
+                            io,
+                            "compactionGroupId",
+                            "compaction_group_id",
+                        )?,
                     }
                     .encode_to_vec(),
                 ),

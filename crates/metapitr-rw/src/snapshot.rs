@@ -185,14 +185,13 @@ impl MetaSnapshot {
                         offset: at + json_offset(json, &e),
                         detail: e.to_string(),
                     })?;
-                let (bin, omitted) = pbjson::version_from_json(&value).map_err(|detail| {
-                    Error::Malformed {
+                let (bin, omitted) =
+                    pbjson::version_from_json(&value).map_err(|detail| Error::Malformed {
                         file: file.to_owned(),
                         message: "HummockVersion (JSON)",
                         offset: at,
                         detail,
-                    }
-                })?;
+                    })?;
                 let name = format!("{file} (Hummock version at byte {at}, re-encoded from JSON)");
                 let version = Version::from_bytes(&name, &Bytes::from(bin))?;
                 let mut sections = 2;
@@ -223,10 +222,8 @@ impl MetaSnapshot {
                 let l = r.u32("Hummock version length")? as usize;
                 let at = r.pos;
                 r.take(l, "Hummock version")?;
-                let version = Version::decode(
-                    &crate::error::Ctx::new(file, data),
-                    &data.slice(at..at + l),
-                )?;
+                let version =
+                    Version::decode(&crate::error::Ctx::new(file, data), &data.slice(at..at + l))?;
                 Ok(MetaSnapshot {
                     format_version,
                     id,

@@ -84,7 +84,11 @@ fn decode_then_encode_is_byte_identical() {
             // encoding writes them ascending). So: every group byte for byte, and the
             // whole version the same once decoded.
             for (id, g) in &v.groups {
-                assert_eq!(Some(&g.to_bytes(true)), v.node.msg().levels.get(id), "{f}: group {id}");
+                assert_eq!(
+                    Some(&g.to_bytes(true)),
+                    v.node.msg().levels.get(id),
+                    "{f}: group {id}"
+                );
             }
             let fresh = v.to_bytes(true);
             assert_eq!(fresh.len(), bytes.len(), "{f}");
@@ -96,32 +100,58 @@ fn decode_then_encode_is_byte_identical() {
             let d = Delta::from_bytes(f, &bytes).unwrap();
             assert_eq!(d.to_bytes(false), bytes, "{f}: original bytes");
             for (id, g) in &d.group_deltas {
-                assert_eq!(Some(&g.to_bytes(true)), d.node.msg().group_deltas.get(id), "{f}: group {id}");
+                assert_eq!(
+                    Some(&g.to_bytes(true)),
+                    d.node.msg().group_deltas.get(id),
+                    "{f}: group {id}"
+                );
             }
             let fresh = d.to_bytes(true);
             assert_eq!(fresh.len(), bytes.len(), "{f}");
-            assert_eq!(Delta::from_bytes(f, &fresh).unwrap().to_bytes(true), fresh, "{f}");
+            assert_eq!(
+                Delta::from_bytes(f, &fresh).unwrap().to_bytes(true),
+                fresh,
+                "{f}"
+            );
         }
     }
-    for f in ["checkpoint_zstd.bin", "checkpoint_lz4.bin", "checkpoint_none.bin", "checkpoint_legacy.bin"] {
+    for f in [
+        "checkpoint_zstd.bin",
+        "checkpoint_lz4.bin",
+        "checkpoint_none.bin",
+        "checkpoint_legacy.bin",
+    ] {
         let bytes = read(f);
         let c = Checkpoint::from_bytes(f, &bytes).unwrap();
         assert_eq!(c.encode().unwrap(), bytes, "{f}");
-        assert_eq!(c.inner_bytes(false), read("checkpoint_legacy.bin"), "{f}: inner");
+        assert_eq!(
+            c.inner_bytes(false),
+            read("checkpoint_legacy.bin"),
+            "{f}: inner"
+        );
         assert_eq!(c.version.encode(), read("version_10.bin"), "{f}: version");
     }
 }
 
 #[test]
 fn checkpoint_envelopes_carry_compression_and_stale_objects() {
-    for (f, algo) in [("checkpoint_zstd.bin", "zstd"), ("checkpoint_lz4.bin", "lz4"), ("checkpoint_none.bin", "none")] {
+    for (f, algo) in [
+        ("checkpoint_zstd.bin", "zstd"),
+        ("checkpoint_lz4.bin", "lz4"),
+        ("checkpoint_none.bin", "none"),
+    ] {
         let i = inspect_named(f, &read(f)).unwrap();
         let j = i.to_json();
         assert_eq!(j["envelope"]["compression"], algo);
-        assert_eq!(j["stale_objects"]["9"]["id"], serde_json::json!([31, 32, 33]));
+        assert_eq!(
+            j["stale_objects"]["9"]["id"],
+            serde_json::json!([31, 32, 33])
+        );
         assert_eq!(j["stale_objects"]["9"]["total_file_size"], 12345);
     }
-    let j = inspect_named("legacy", &read("checkpoint_legacy.bin")).unwrap().to_json();
+    let j = inspect_named("legacy", &read("checkpoint_legacy.bin"))
+        .unwrap()
+        .to_json();
     assert_eq!(j["envelope"], Value::Null);
 }
 
@@ -154,7 +184,10 @@ fn level_summary(l: &Level, l0: bool) -> Value {
         map.insert("sub_level_id".into(), m.sub_level_id.into());
     } else {
         map.insert("level_idx".into(), m.level_idx.into());
-        map.insert("uncompressed_file_size".into(), m.uncompressed_file_size.into());
+        map.insert(
+            "uncompressed_file_size".into(),
+            m.uncompressed_file_size.into(),
+        );
     }
     o
 }
@@ -212,11 +245,19 @@ fn apply_refuses_a_delta_out_of_order() {
     let v = version("version_10.bin");
     let d = deltas();
     match apply(&v, [&d[1]]) {
-        Err(Error::PrevIdMismatch { delta_id: 12, prev_id: 11, version_id: 10 }) => {}
+        Err(Error::PrevIdMismatch {
+            delta_id: 12,
+            prev_id: 11,
+            version_id: 10,
+        }) => {}
         other => panic!("expected PrevIdMismatch, got {other:?}"),
     }
     let e = apply(&v, [&d[0], &d[2], &d[1]]).unwrap_err();
-    assert!(e.to_string().contains("delta 13 follows version 12, but the version is 11"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("delta 13 follows version 12, but the version is 11"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -233,7 +274,10 @@ fn unknown_fields_survive_decode_change_and_apply() {
 
     // Change the SST: it is encoded anew, with field 99 merged back in.
     let mut changed = v.clone();
-    changed.groups.get_mut(&2).unwrap().levels[0].ssts[1].node.msg_mut().sst_size = 77;
+    changed.groups.get_mut(&2).unwrap().levels[0].ssts[1]
+        .node
+        .msg_mut()
+        .sst_size = 77;
     let out = changed.encode();
     assert_ne!(out, bytes);
     let back = Version::from_bytes("u2", &out).unwrap();
@@ -244,7 +288,10 @@ fn unknown_fields_survive_decode_change_and_apply() {
     // Through the whole delta chain: the root's field 20 and L2's field 50 (that level is
     // split and re-encoded on the way) are still there.
     let applied = apply(&v, deltas().iter()).unwrap();
-    assert!(applied.groups[&2].levels[1].node.original().is_none(), "L2 was changed");
+    assert!(
+        applied.groups[&2].levels[1].node.original().is_none(),
+        "L2 was changed"
+    );
     let back = Version::from_bytes("u3", &applied.encode()).unwrap();
     assert_eq!(&back.node.unknown()[0][..], &[0xa0, 0x01, 0x07]);
     let l2 = &back.groups[&2].levels[1];
@@ -259,7 +306,9 @@ fn unknown_fields_survive_decode_change_and_apply() {
 fn meta_snapshots_yield_the_version() {
     let facts = json("facts.json");
     let base = version("version_10.bin");
-    let Inspected::MetaSnapshot(s) = inspect_named("7.snapshot", &read("snapshot_7.snapshot")).unwrap() else {
+    let Inspected::MetaSnapshot(s) =
+        inspect_named("7.snapshot", &read("snapshot_7.snapshot")).unwrap()
+    else {
         panic!("not a snapshot")
     };
     assert_eq!((s.format_version, s.id, s.sections), (2, 7, 5));
@@ -267,11 +316,17 @@ fn meta_snapshots_yield_the_version() {
     assert_eq!(s.omitted_from_json, vec!["table_watermarks".to_string()]);
     // The version read from JSON matches the protobuf one in everything but watermarks.
     assert_eq!(summary(&s.version), summary(&base));
-    let j = inspect_named("7.snapshot", &read("snapshot_7.snapshot")).unwrap().to_json();
-    let b = inspect_named("v", &read("version_10.bin")).unwrap().to_json();
+    let j = inspect_named("7.snapshot", &read("snapshot_7.snapshot"))
+        .unwrap()
+        .to_json();
+    let b = inspect_named("v", &read("version_10.bin"))
+        .unwrap()
+        .to_json();
     assert_eq!(j["groups"], b["groups"]);
 
-    let Inspected::MetaSnapshot(s1) = inspect_named("3.snapshot", &read("snapshot_3_v1.snapshot")).unwrap() else {
+    let Inspected::MetaSnapshot(s1) =
+        inspect_named("3.snapshot", &read("snapshot_3_v1.snapshot")).unwrap()
+    else {
         panic!("not a snapshot")
     };
     assert_eq!((s1.format_version, s1.id), (1, 3));
@@ -281,31 +336,54 @@ fn meta_snapshots_yield_the_version() {
 #[test]
 fn manifest_lists_snapshots_and_objects() {
     let facts = json("facts.json");
-    let j = inspect_named("manifest.json", &read("manifest.json")).unwrap().to_json();
+    let j = inspect_named("manifest.json", &read("manifest.json"))
+        .unwrap()
+        .to_json();
     assert_eq!(j["kind"], "manifest");
     assert_eq!(j["manifest_id"], 2);
     assert_eq!(j["version_id"], 10);
     assert_eq!(j["object_ids"], facts["version_10_object_ids"]);
     assert_eq!(j["snapshots"][1]["remarks"], "nightly");
-    assert_eq!(j["max_committed_epoch"], facts["version_10_max_committed_epoch"]);
+    assert_eq!(
+        j["max_committed_epoch"],
+        facts["version_10_max_committed_epoch"]
+    );
 }
 
 #[test]
 fn version_json_has_every_sst_field_and_sorted_object_ids() {
     let facts = json("facts.json");
-    let j = inspect_named("v", &read("version_10.bin")).unwrap().to_json();
+    let j = inspect_named("v", &read("version_10.bin"))
+        .unwrap()
+        .to_json();
     assert_eq!(j["kind"], "version");
     assert_eq!(j["version_id"], 10);
-    assert_eq!(j["max_committed_epoch"], facts["version_10_max_committed_epoch"]);
+    assert_eq!(
+        j["max_committed_epoch"],
+        facts["version_10_max_committed_epoch"]
+    );
     assert_eq!(j["object_ids"], facts["version_10_object_ids"]);
     let g2 = &j["groups"][0];
     assert_eq!(g2["group_id"], 2);
     let sst = &g2["l0"]["sub_levels"][0]["table_infos"][0];
     for k in [
-        "object_id", "sst_id", "key_range", "file_size", "table_ids", "meta_offset",
-        "stale_key_count", "total_key_count", "min_epoch", "max_epoch",
-        "uncompressed_file_size", "range_tombstone_count", "bloom_filter_kind", "sst_size",
-        "vnode_statistics", "filter_type", "filter_layout",
+        "object_id",
+        "sst_id",
+        "key_range",
+        "file_size",
+        "table_ids",
+        "meta_offset",
+        "stale_key_count",
+        "total_key_count",
+        "min_epoch",
+        "max_epoch",
+        "uncompressed_file_size",
+        "range_tombstone_count",
+        "bloom_filter_kind",
+        "sst_size",
+        "vnode_statistics",
+        "filter_type",
+        "filter_layout",
     ] {
         assert!(sst.get(k).is_some(), "missing {k}");
     }
@@ -326,8 +404,16 @@ fn a_bad_checksum_names_the_file_and_offset() {
     match inspect_named("hummock_001/checkpoint/0", &b) {
         Err(e @ Error::Checksum { .. }) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("hummock_001/checkpoint/0: checksum at byte "), "{msg}");
-            let Error::Checksum { offset, covered, .. } = e else { unreachable!() };
+            assert!(
+                msg.starts_with("hummock_001/checkpoint/0: checksum at byte "),
+                "{msg}"
+            );
+            let Error::Checksum {
+                offset, covered, ..
+            } = e
+            else {
+                unreachable!()
+            };
             // The checksum is the last field: 8 bytes of value... a varint, at the tail.
             assert!(offset > covered.end && offset < n, "{offset} {covered:?}");
         }
@@ -337,7 +423,12 @@ fn a_bad_checksum_names_the_file_and_offset() {
     let mut s = read("snapshot_7.snapshot").to_vec();
     s[40] ^= 1;
     match inspect_named("backup/7.snapshot", &s) {
-        Err(Error::Checksum { file, offset, covered, .. }) => {
+        Err(Error::Checksum {
+            file,
+            offset,
+            covered,
+            ..
+        }) => {
             assert_eq!(file, "backup/7.snapshot");
             assert_eq!(offset, s.len() - 8);
             assert_eq!(covered, 0..s.len() - 8);
