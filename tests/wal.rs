@@ -361,3 +361,52 @@ fn sealed_segments_end_on_a_commit_boundary_and_versions_are_checked() {
     assert_eq!(err.corrupt_offset(), Some(8), "{err}");
     assert!(err.to_string().contains("seg-x") && err.to_string().contains("version 9"));
 }
+
+/// Segments span at most the segment age in epoch time, however the commits were grouped:
+/// the same history makes the same segments whether each commit waits for the previous one
+/// or all are queued at once (one group), on a clock that never moves.
+#[test]
+fn segments_split_by_epoch_time_whatever_the_grouping() {
+    let rt = rt();
+    let o = WalOptions {
+        sync: false,
+        segment_max_age_ms: 1000,
+        ..Default::default()
+    };
+    // 12 commits 300 ms of epoch time apart: a segment takes 4 (0, 300, 600, 900 ms after
+    // its first), the 5th is 1200 ms after it.
+    let epoch = |i: u64| metapitr::epoch::from_unix_ms(1_800_000_000_000 + i * 300);
+    let mut shapes = Vec::new();
+    for queued in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let w = Wal::open(d.path(), 1, 1, o.clone(), ManualClock::new(0)).unwrap();
+            let mut pending = Vec::new();
+            for i in 0..12 {
+                let f = w
+                    .append(epoch(i), &[id_advance(IdCategory::Actor, i + 1)])
+                    .unwrap();
+                if queued {
+                    pending.push(f);
+                } else {
+                    f.await.unwrap();
+                }
+            }
+            for f in pending {
+                f.await.unwrap();
+            }
+            w.close().await.unwrap();
+        });
+        let firsts: Vec<u64> = wal::list_segments(d.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.first_lsn)
+            .collect();
+        shapes.push(firsts);
+    }
+    assert_eq!(shapes[0], vec![1, 5, 9], "segments of 4 commits each");
+    assert_eq!(
+        shapes[1], shapes[0],
+        "queued commits make the same segments"
+    );
+}

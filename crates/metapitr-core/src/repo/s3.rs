@@ -22,7 +22,6 @@ use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 use super::S3Options;
 use crate::error::{Error, HttpRefusal, Result};
 
-
 /// The store of the repo at `url` (`s3://BUCKET[/PREFIX]`, `bucket_path` being what
 /// follows `s3://`) and the directory inside the bucket the repo is rooted at.
 pub fn open(

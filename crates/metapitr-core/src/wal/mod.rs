@@ -275,6 +275,7 @@ fn recover(dir: &Path, timeline: u32, start_lsn: u64) -> Result<(Recovery, Optio
                 first_lsn: seg.first_lsn,
                 bytes: s.batch_end as u64,
                 opened_ms: None,
+                first_epoch_ms: s.records.first().map(|r| crate::epoch::to_unix_ms(r.epoch)),
             });
         }
     }
@@ -323,12 +324,16 @@ struct ActiveSegment {
     /// Clock time of the segment's first record, or of the open that recovered it (None:
     /// nothing written yet).
     opened_ms: Option<u64>,
+    /// The time of the first epoch written into the segment by this writer (None: none).
+    first_epoch_ms: Option<u64>,
 }
 
 enum Request {
     Append {
         first_lsn: u64,
         last_lsn: u64,
+        /// The batch's epoch.
+        epoch: u64,
         frames: Vec<u8>,
         ack: oneshot::Sender<Result<()>>,
     },
@@ -477,6 +482,7 @@ impl Wal {
         self.send(Request::Append {
             first_lsn: first,
             last_lsn: last,
+            epoch,
             frames,
             ack,
         })?;
@@ -624,11 +630,18 @@ impl Writer {
                 Request::Append {
                     first_lsn,
                     last_lsn,
+                    epoch,
                     frames,
                     ack,
                 } => {
+                    // A batch that would make the segment too old (by its records' epochs) or
+                    // too big starts a new one. Judged by the batches themselves, so the
+                    // segments a history makes do not depend on how commits were grouped.
+                    if result.is_ok() && self.full_before(epoch) {
+                        result = self.seal().map_err(|e| e.to_string());
+                    }
                     if result.is_ok() {
-                        result = self.write(first_lsn, last_lsn, &frames);
+                        result = self.write(first_lsn, last_lsn, epoch, &frames);
                     }
                     acks.push(ack);
                 }
@@ -667,10 +680,23 @@ impl Writer {
         }
     }
 
+    /// Whether the active segment must be sealed before a batch at `epoch` is written: it
+    /// already spans the segment age in epoch time, or holds the segment size.
+    fn full_before(&self, epoch: u64) -> bool {
+        self.active.as_ref().is_some_and(|a| {
+            a.bytes >= self.opts.segment_max_bytes
+                || a.first_epoch_ms.is_some_and(|first| {
+                    crate::epoch::to_unix_ms(epoch).saturating_sub(first)
+                        >= self.opts.segment_max_age_ms
+                })
+        })
+    }
+
     fn write(
         &mut self,
         first_lsn: u64,
         _last_lsn: u64,
+        epoch: u64,
         frames: &[u8],
     ) -> std::result::Result<(), String> {
         if self.active.is_none() {
@@ -696,6 +722,7 @@ impl Writer {
                 first_lsn,
                 bytes: HEADER_LEN as u64,
                 opened_ms: None,
+                first_epoch_ms: None,
             });
         }
         let now = self.clock.now_ms();
@@ -708,6 +735,8 @@ impl Writer {
             .map_err(|e| format!("write {}: {e}", a.path.display()))?;
         a.bytes += frames.len() as u64;
         a.opened_ms.get_or_insert(now);
+        a.first_epoch_ms
+            .get_or_insert(crate::epoch::to_unix_ms(epoch));
         Ok(())
     }
 
