@@ -93,6 +93,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cli::cmd::repair",
             "cli::cmd::restore",
             "cli::cmd::retention",
+            "cli::cmd::rw",
             "cli::cmd::show",
             "cli::cmd::simulate",
             "cli::cmd::snapshot",

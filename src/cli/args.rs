@@ -77,6 +77,12 @@ pub struct EtcdAuthArg {
 pub enum Command {
     /// Convert an epoch to its UTC time, or a time (RFC 3339) to its epoch.
     Epoch(EpochArgs),
+    /// Read RisingWave's own Hummock metadata objects: checkpoints, versions, deltas, meta
+    /// snapshots, backup manifests.
+    Rw {
+        #[command(subcommand)]
+        cmd: RwCmd,
+    },
     /// Ship sealed WAL segments of a directory to the repo.
     Archive(ArchiveArgs),
     /// Create, list and delete base snapshots.
@@ -145,6 +151,38 @@ pub enum Command {
     /// Simulate 10 days with a 7-day retention window and vacuum, restore to an epoch six
     /// days back between two snapshots, validate its SSTs and check it against the truth.
     Demo(DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RwCmd {
+    /// Detect and decode a checkpoint object, a HummockVersion or HummockVersionDelta blob,
+    /// a meta snapshot ({id}.snapshot) or a backup manifest.json.
+    Inspect(RwInspectArgs),
+    /// Print the version a chain of deltas leads to from a version (or a checkpoint or a
+    /// meta snapshot holding one).
+    Apply(RwApplyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RwInspectArgs {
+    /// The object's file.
+    pub file: PathBuf,
+    /// JSON: kind, version_id, max_committed_epoch, groups (levels and SSTs under
+    /// RisingWave's field names), object_ids (sorted).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RwApplyArgs {
+    /// The base version (a version blob, a checkpoint or a meta snapshot).
+    pub version: PathBuf,
+    /// The deltas, in order.
+    #[arg(required = true)]
+    pub deltas: Vec<PathBuf>,
+    /// The resulting version as JSON (as `rw inspect --json`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

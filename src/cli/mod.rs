@@ -74,6 +74,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.cmd {
         Command::Epoch(a) => cmd::epoch::run(a),
+        Command::Rw { cmd: c } => cmd::rw::run(c),
         Command::Archive(a) => cmd::archive::run(a, ctx).await,
         Command::Snapshot { cmd: c } => cmd::snapshot::run(c, ctx).await,
         Command::BackupMeta(a) => cmd::snapshot::backup_meta(a, ctx).await,

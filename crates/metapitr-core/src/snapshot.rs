@@ -2,7 +2,7 @@
 //! checkpoint of a meta store directory.
 //!
 //! Both use the same bytes: a zstd frame around a snapshot envelope ([`crate::codec`],
-//! kind 1) whose body is the protobuf `metapitr.MetaState`.
+//! kind 1) whose body is the model's encoding of a state ([`crate::model_api::Model::encode_state`]; today's model: the protobuf `metapitr.model.MetaState`).
 
 use std::path::Path;
 

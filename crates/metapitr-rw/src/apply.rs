@@ -5,7 +5,7 @@
 //! Where RisingWave asserts (and its meta node would panic), this returns
 //! [`Error::Apply`]. A delta whose `prev_id` is not the version's id is refused with
 //! [`Error::PrevIdMismatch`]. What is not applied: table watermarks, table change logs and
-//! vector indexes are carried over from the base version unchanged (FORMAT.md).
+//! vector indexes are carried over from the base version unchanged (docs/format.md §18.4).
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 

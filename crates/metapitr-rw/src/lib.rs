@@ -1,6 +1,6 @@
 //! Reads RisingWave's Hummock metadata and applies version deltas.
 //!
-//! What it reads (FORMAT.md has the byte layouts): the version checkpoint
+//! What it reads (docs/format.md §18 has the byte layouts): the version checkpoint
 //! `{data_dir}/checkpoint/0` (enveloped: compression + payload + xxHash64 checksum; or bare),
 //! a `HummockVersion`, a `HummockVersionDelta`, a meta backup file `{id}.snapshot`
 //! (formats 1 and 2) and a backup `manifest.json`. [`inspect`] recognises which one it
@@ -14,7 +14,7 @@
 //! the field numbers and types of that commit's `proto/hummock.proto`.
 //!
 //! Fields this crate does not model survive a decode and re-encode byte for byte: see
-//! [`wire`] and FORMAT.md.
+//! [`wire`] and docs/format.md §18.
 pub mod apply;
 pub mod checkpoint;
 pub mod error;

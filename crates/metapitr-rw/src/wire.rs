@@ -1,7 +1,7 @@
 //! Protobuf wire level: a validating scan of a message's field records, and [`Node`], a
 //! decoded message that keeps the fields it does not model and its original bytes.
 //!
-//! How unknown fields survive (FORMAT.md, "Unknown fields"): a message is decoded one level
+//! How unknown fields survive (docs/format.md §18.3): a message is decoded one level
 //! at a time. [`Node::decode`] scans the message's records; the records whose field number
 //! the generated struct does not declare ([`KnownFields::FIELDS`]) are kept verbatim, tag
 //! included, in their original order. The original bytes are kept too. Encoding a node that

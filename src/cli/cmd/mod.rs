@@ -17,6 +17,7 @@ pub(crate) mod pins;
 pub(crate) mod repair;
 pub(crate) mod restore;
 pub(crate) mod retention;
+pub(crate) mod rw;
 pub(crate) mod show;
 pub(crate) mod simulate;
 pub(crate) mod snapshot;

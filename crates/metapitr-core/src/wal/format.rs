@@ -24,7 +24,7 @@
 //!      9    8 lsn             consecutive from first_lsn, no gaps
 //!     17    8 epoch           non-decreasing (the reader checks it within a segment;
 //!                             the writer and replay check it across segments)
-//!     25    n change          protobuf `metapitr.Change`
+//!     25    n change          the model's change, a protobuf message (today: `metapitr.model.Change`)
 //! ```
 //!
 //! A segment holds whole commit batches: every sealed segment ends with an END_OF_BATCH
