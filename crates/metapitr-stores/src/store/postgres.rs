@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, GenericClient, NoTls, Statement};
 
 use super::sql::{self, Col, Dialect, RowOp, SqlValue};
+use super::MetaStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{id_category_name, State, ID_CATEGORIES};
 use crate::net::Timeouts;
@@ -52,6 +54,26 @@ impl PgTarget {
 impl std::fmt::Display for PgTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redact(&self.url))
+    }
+}
+
+#[async_trait]
+impl MetaStore for PgTarget {
+    async fn is_empty(&self) -> Result<bool> {
+        is_empty(self).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        clear(self).await
+    }
+
+    /// [`write`]: one transaction, which checks the tables are empty itself.
+    async fn write_with(&self, state: &State, force: bool, _force_clear: bool) -> Result<()> {
+        write(self, state, force).await
+    }
+
+    async fn read(&self) -> Result<State> {
+        read(self).await
     }
 }
 
