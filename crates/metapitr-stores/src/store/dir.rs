@@ -34,13 +34,22 @@ impl std::fmt::Display for DirStore {
 
 #[async_trait]
 impl MetaStore for DirStore {
+    /// Empty: absent, or holding nothing but a `LOCK` (which a clear keeps, and which
+    /// holds no data).
     async fn is_empty(&self) -> Result<bool> {
         let p = &self.0;
-        match std::fs::read_dir(p) {
-            Ok(mut rd) => Ok(rd.next().is_none()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(Error::io(p, e)),
+        let rd = match std::fs::read_dir(p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(Error::io(p, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(p, e))?;
+            if ent.file_name() != crate::wal::LOCK_FILE {
+                return Ok(false);
+            }
         }
+        Ok(true)
     }
 
     /// Refuses, unless `force_clear`, a directory holding anything a meta store does not
@@ -90,10 +99,14 @@ impl MetaStore for DirStore {
         )))
     }
 
-    /// Removes every entry but `LOCK`, each named on stderr as it goes.
+    /// Removes every entry but `LOCK`, each named on stderr as it goes. A directory that
+    /// does not exist is left so.
     async fn clear(&self) -> Result<()> {
         use std::io::Write;
         let p = &self.0;
+        if !p.exists() {
+            return Ok(());
+        }
         // Refuse to clear a directory a live writer holds.
         let lock = crate::wal::lock_dir(p)?;
         let mut entries = Vec::new();

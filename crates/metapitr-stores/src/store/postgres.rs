@@ -21,14 +21,31 @@ type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 /// Rows sent to the server before waiting for their results.
 const PIPELINE: usize = 512;
 
-/// `postgres://USER:PASSWORD@HOST:PORT/DB`: the URL with its password hidden, for messages.
+/// `postgres://USER:PASSWORD@HOST:PORT/DB`: the URL with its password hidden, for messages,
+/// also when the URL does not parse (a bad port, say).
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_unparsed(url),
+    }
+}
+
+/// `SCHEME://USER:PASSWORD@REST` as `SCHEME://USER:***@REST`; anything else as it is.
+fn redact_unparsed(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return s.to_string();
+    };
+    match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+        None => s.to_string(),
     }
 }
 
@@ -573,4 +590,31 @@ impl ToSql for SqlValue {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn the_password_never_shows() {
+        for (url, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            (
+                "postgres://u:secret@h:notaport/db",
+                "postgres://u:***@h:notaport/db",
+            ),
+            (
+                "postgresql://u:s@cret@h:x/db?sslmode=disable",
+                "postgresql://u:***@h:x/db?sslmode=disable",
+            ),
+            ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+            ("postgres://h:x/db", "postgres://h:x/db"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
 }
