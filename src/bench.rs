@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::repo::{Repo, RepoLocation};
 use crate::restore::{self, Target};
 use crate::sim::{self, RunOptions, SimConfig};
+use crate::store::MetaStore;
 
 /// What to build and measure. Defaults are the reference history: 7 days at one
 /// epoch per second, 100,000 SSTs, 10,000 catalog objects.
@@ -259,7 +260,7 @@ pub async fn recovery(
         let state = restore::execute(&repo, &plan).await?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         let store_dir = work.join(format!("restored-{i}"));
-        crate::store::TargetStore::Dir(store_dir.clone())
+        crate::store::DirStore::new(&store_dir)
             .write(&state, false)
             .await?;
         let store_ms = t.elapsed().as_secs_f64() * 1000.0;

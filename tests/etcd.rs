@@ -10,6 +10,7 @@ use metapitr::error::ErrorKind;
 use metapitr::jsonl;
 use metapitr::sim::{SimConfig, Simulator};
 use metapitr::store::etcd::{self, EtcdCredentials, EtcdTarget, MAX_TXN_OPS};
+use metapitr::store::MetaStore;
 use serde_json::Value;
 
 /// The export of a simulated state after `epochs` busy epochs.
@@ -58,10 +59,10 @@ fn what_is_written_reads_back_through_the_target_and_through_etcdctl() {
     assert_eq!(t.prefix, "/roundtrip/");
     rt().block_on(async {
         assert!(t.is_empty().await.unwrap());
-        t.write(&lines).await.unwrap();
+        t.write_lines(&lines).await.unwrap();
         assert!(!t.is_empty().await.unwrap());
 
-        let back = t.read().await.unwrap();
+        let back = t.read_lines().await.unwrap();
         assert_eq!(back[0], lines[0], "the header comes first");
         assert_eq!(back.len(), lines.len());
         assert_eq!(sorted(&back), sorted(&lines));
@@ -102,7 +103,7 @@ fn clear_empties_the_prefix_and_nothing_else() {
     etcdctl(e, &["put", "/clear/me-not/x", "y"]);
     rt().block_on(async {
         assert!(t.is_empty().await.unwrap());
-        t.write(&lines).await.unwrap();
+        t.write_lines(&lines).await.unwrap();
         assert!(!t.is_empty().await.unwrap());
         t.clear().await.unwrap();
         assert!(t.is_empty().await.unwrap());
@@ -124,14 +125,14 @@ fn an_incomplete_restore_reads_as_corruption() {
     rt().block_on(async {
         // Nothing at all.
         let t = target(e, "incomplete/none");
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 
         // Only the marker, as a restore leaves it when it stops right after starting.
         let t = target(e, "incomplete/marker");
         etcdctl(e, &["put", "/incomplete/marker/restore-in-progress", "{}"]);
         assert!(!t.is_empty().await.unwrap());
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
         let m = err.to_string();
         assert!(m.contains("/incomplete/marker/"), "{m}");
@@ -141,24 +142,24 @@ fn an_incomplete_restore_reads_as_corruption() {
 
         // A complete restore whose header went missing.
         let t = target(e, "incomplete/header");
-        t.write(&export(13, 20)).await.unwrap();
+        t.write_lines(&export(13, 20)).await.unwrap();
         etcdctl(e, &["del", "/incomplete/header/header"]);
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
         assert!(err.to_string().contains("no header"), "{err}");
 
         // A complete restore with the marker put back.
         let t = target(e, "incomplete/both");
-        t.write(&export(14, 20)).await.unwrap();
-        t.read().await.unwrap();
+        t.write_lines(&export(14, 20)).await.unwrap();
+        t.read_lines().await.unwrap();
         etcdctl(e, &["put", "/incomplete/both/restore-in-progress", "{}"]);
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
 
         // Writing again after a clear (what --force does) repairs it.
         t.clear().await.unwrap();
-        t.write(&export(14, 20)).await.unwrap();
-        t.read().await.unwrap();
+        t.write_lines(&export(14, 20)).await.unwrap();
+        t.read_lines().await.unwrap();
     });
 }
 
@@ -167,15 +168,15 @@ fn a_value_that_is_not_an_export_line_reads_as_corruption() {
     let e = servers::etcd();
     rt().block_on(async {
         let t = target(e, "damaged/json");
-        t.write(&export(15, 20)).await.unwrap();
+        t.write_lines(&export(15, 20)).await.unwrap();
         etcdctl(e, &["put", "/damaged/json/cluster", "not json {"]);
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
         assert!(err.to_string().contains("/damaged/json/cluster"), "{err}");
 
         // A line at a key that is not its own.
         let t = target(e, "damaged/moved");
-        t.write(&export(15, 20)).await.unwrap();
+        t.write_lines(&export(15, 20)).await.unwrap();
         etcdctl(
             e,
             &[
@@ -184,7 +185,7 @@ fn a_value_that_is_not_an_export_line_reads_as_corruption() {
                 r#"{"kind":"cluster","cluster_id":"x"}"#,
             ],
         );
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
         assert!(
             err.to_string().contains("/damaged/moved/worker/0000009999"),
@@ -201,13 +202,13 @@ fn authentication_with_the_right_credentials_works() {
     assert!(t.auth.is_some());
     rt().block_on(async {
         assert!(t.is_empty().await.unwrap());
-        t.write(&lines).await.unwrap();
-        let back = t.read().await.unwrap();
+        t.write_lines(&lines).await.unwrap();
+        let back = t.read_lines().await.unwrap();
         assert_eq!(sorted(&back), sorted(&lines));
         assert!(!t.is_empty().await.unwrap());
         t.clear().await.unwrap();
         assert!(t.is_empty().await.unwrap());
-        t.write(&lines).await.unwrap();
+        t.write_lines(&lines).await.unwrap();
     });
     // etcdctl, as the same user, sees what was written.
     assert_eq!(etcdctl_get_prefix(e, "/auth/ok/").len(), lines.len());
@@ -230,12 +231,12 @@ fn a_wrong_password_is_invalid_input_naming_the_user() {
         assert!(m.contains("--etcd-password"), "{m}");
         // No password leaks into the message.
         assert!(!m.contains("not-the-password"), "{m}");
-        let err = t.write(&export(17, 5)).await.unwrap_err();
+        let err = t.write_lines(&export(17, 5)).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     });
     t.auth.as_mut().unwrap().username = "nobody".into();
     rt().block_on(async {
-        let err = t.read().await.unwrap_err();
+        let err = t.read_lines().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("user nobody"), "{err}");
     });
@@ -249,8 +250,8 @@ fn missing_credentials_on_a_cluster_with_authentication_are_invalid_input() {
     rt().block_on(async {
         for err in [
             t.is_empty().await.unwrap_err(),
-            t.write(&export(18, 5)).await.unwrap_err(),
-            t.read().await.unwrap_err(),
+            t.write_lines(&export(18, 5)).await.unwrap_err(),
+            t.read_lines().await.unwrap_err(),
             t.clear().await.unwrap_err(),
         ] {
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
@@ -273,8 +274,8 @@ fn credentials_for_a_cluster_without_authentication_are_not_needed() {
         password: "whatever".into(),
     });
     rt().block_on(async {
-        t.write(&export(19, 5)).await.unwrap();
-        t.read().await.unwrap();
+        t.write_lines(&export(19, 5)).await.unwrap();
+        t.read_lines().await.unwrap();
     });
 }
 
@@ -287,8 +288,8 @@ fn an_endpoint_nobody_listens_on_is_unavailable() {
         let started = std::time::Instant::now();
         for err in [
             t.is_empty().await.unwrap_err(),
-            t.read().await.unwrap_err(),
-            t.write(&export(20, 5)).await.unwrap_err(),
+            t.read_lines().await.unwrap_err(),
+            t.write_lines(&export(20, 5)).await.unwrap_err(),
             t.clear().await.unwrap_err(),
         ] {
             assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -307,8 +308,8 @@ fn a_dead_first_endpoint_hands_over_to_the_next() {
     let lines = export(21, 60);
     rt().block_on(async {
         assert!(t.is_empty().await.unwrap());
-        t.write(&lines).await.unwrap();
-        let back = t.read().await.unwrap();
+        t.write_lines(&lines).await.unwrap();
+        let back = t.read_lines().await.unwrap();
         assert_eq!(sorted(&back), sorted(&lines));
     });
     assert_eq!(etcdctl_get_prefix(e, "/failover/").len(), lines.len());

@@ -62,6 +62,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "stores, metrics, settings",
         &[
             "store",
+            "store::dir",
+            "store::jsonl",
             "store::sql",
             "store::sqlite",
             "store::postgres",

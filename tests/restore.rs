@@ -8,7 +8,7 @@ use metapitr::jsonl;
 use metapitr::model::ID_CATEGORIES;
 use metapitr::restore::{self, restorable_ranges, Target};
 use metapitr::snapshot;
-use metapitr::store::TargetStore;
+use metapitr::store::{DirStore, JsonlStore, MetaStore, TargetStore};
 use proptest::prelude::*;
 
 async fn restore_jsonl(repo: &metapitr::repo::Repo, target: Target) -> (restore::Plan, String) {
@@ -175,7 +175,7 @@ fn non_empty_targets_are_refused_unless_forced() {
             .await
             .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let dir_store = TargetStore::Dir(d.path().join("store"));
+        let dir_store = DirStore::new(d.path().join("store"));
         std::fs::create_dir_all(d.path().join("store")).unwrap();
         std::fs::write(d.path().join("store/something"), b"x").unwrap();
         let err = dir_store.write(&state, false).await.unwrap_err();
@@ -192,7 +192,7 @@ fn non_empty_targets_are_refused_unless_forced() {
 
         let file = d.path().join("out.jsonl");
         std::fs::write(&file, b"{}\n").unwrap();
-        let js = TargetStore::Jsonl(file.clone());
+        let js = JsonlStore::File(file.clone());
         assert!(js.write(&state, false).await.is_err());
         assert_eq!(std::fs::read(&file).unwrap(), b"{}\n");
     });
@@ -200,6 +200,7 @@ fn non_empty_targets_are_refused_unless_forced() {
     assert!("etcd".parse::<TargetStore>().is_err());
     assert!("dir:".parse::<TargetStore>().is_err());
     assert!("etcd://".parse::<TargetStore>().is_err());
+    #[cfg(feature = "sqlite")]
     assert!(matches!(
         "sqlite:/x/y.db".parse::<TargetStore>().unwrap(),
         TargetStore::Sqlite(_)
@@ -216,7 +217,7 @@ fn dir_restore_reopens_as_a_recorder_and_continues() {
             .await
             .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let store = TargetStore::Dir(d.path().join("meta"));
+        let store = DirStore::new(d.path().join("meta"));
         store.write(&state, false).await.unwrap();
         // A recorder opened on the restored store sees the same state, and commits on top.
         let other = common::mem_repo(&s.sim);

@@ -15,7 +15,7 @@ use metapitr::error::ErrorKind;
 use metapitr::jsonl;
 use metapitr::model::{catalog_kind_name, CATALOG_KINDS};
 use metapitr::restore::{self, Target};
-use metapitr::store::{EtcdCredentials, PgTarget, TargetStore};
+use metapitr::store::{parse_url, EtcdCredentials, MetaStore, PgTarget, SqliteStore, TargetStore};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -230,20 +230,20 @@ proptest! {
             let what = format!("seed {seed} epoch {e}");
 
             let pg_url = postgres().create_db();
-            TargetStore::Postgres(PgTarget::new(pg_url.clone())).write(&state, false).await.unwrap();
+            PgTarget::new(pg_url.clone()).write(&state, false).await.unwrap();
             let (facts, gens) = pg_facts(&pg_url);
             assert_same_facts(&facts, &want, &format!("postgres, {what}"));
             assert_generators(&gens, &want_gens, &format!("postgres, {what}"));
 
             let d = tempfile::tempdir().unwrap();
             let db = d.path().join("meta.db");
-            TargetStore::Sqlite(db.clone()).write(&state, false).await.unwrap();
+            SqliteStore::new(&db).write(&state, false).await.unwrap();
             let (facts, gens) = sqlite_facts(&db);
             assert_same_facts(&facts, &want, &format!("sqlite, {what}"));
             assert_generators(&gens, &want_gens, &format!("sqlite, {what}"));
 
             let prefix = format!("restore-{seed}-{e}");
-            let target: TargetStore = etcd().url(&prefix).parse().unwrap();
+            let target = parse_url(&etcd().url(&prefix)).unwrap();
             target.write(&state, false).await.unwrap();
             let text = etcd_export(etcd(), &format!("/{prefix}/"));
             let c = jsonl::compare(&text, &truth).unwrap();
@@ -483,7 +483,7 @@ fn non_empty_stores_are_refused() {
             &db,
             "CREATE TABLE catalog (id BIGINT); INSERT INTO catalog VALUES (42)",
         );
-        let err = TargetStore::Postgres(PgTarget::new(pg.clone()))
+        let err = PgTarget::new(pg.clone())
             .write(&state, false)
             .await
             .unwrap_err();
@@ -493,30 +493,21 @@ fn non_empty_stores_are_refused() {
             "{err}"
         );
         assert_eq!(postgres().psql(&db, "SELECT id FROM catalog").trim(), "42");
-        TargetStore::Postgres(PgTarget::new(pg.clone()))
-            .write(&state, true)
-            .await
-            .unwrap();
-        let back = TargetStore::Postgres(PgTarget::new(pg))
-            .read()
-            .await
-            .unwrap();
+        PgTarget::new(pg.clone()).write(&state, true).await.unwrap();
+        let back = PgTarget::new(pg).read().await.unwrap();
         assert_eq!(jsonl::to_string(&back), jsonl::to_string(&state));
 
         let prefix = "nonempty";
         servers::etcdctl(etcd(), &["put", "/nonempty/something", "x"]);
-        let target: TargetStore = etcd().url(prefix).parse().unwrap();
+        let target = parse_url(&etcd().url(prefix)).unwrap();
         let err = target.write(&state, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert_eq!(servers::etcdctl_get_prefix(etcd(), "/nonempty/").len(), 1);
 
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("meta.db");
-        TargetStore::Sqlite(file.clone())
-            .write(&state, false)
-            .await
-            .unwrap();
-        let err = TargetStore::Sqlite(file)
+        SqliteStore::new(&file).write(&state, false).await.unwrap();
+        let err = SqliteStore::new(file)
             .write(&state, false)
             .await
             .unwrap_err();
@@ -538,10 +529,7 @@ fn bad_credentials_and_unreachable_servers() {
             "postgres://{}:wrong@127.0.0.1:{}/postgres",
             pg.user, pg.port
         );
-        let err = TargetStore::Postgres(PgTarget::new(wrong))
-            .write(&state, false)
-            .await
-            .unwrap_err();
+        let err = PgTarget::new(wrong).write(&state, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("password"), "{err}");
         assert!(
@@ -551,10 +539,7 @@ fn bad_credentials_and_unreachable_servers() {
 
         let port = servers::free_port();
         let down = format!("postgres://u:p@127.0.0.1:{port}/db");
-        let err = TargetStore::Postgres(PgTarget::new(down))
-            .is_empty()
-            .await
-            .unwrap_err();
+        let err = PgTarget::new(down).is_empty().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 
         let auth = etcd_auth();
@@ -563,14 +548,14 @@ fn bad_credentials_and_unreachable_servers() {
             username: "root".into(),
             password: "nope".into(),
         }));
-        let err = bad.write(&state, false).await.unwrap_err();
+        let err = bad.as_store().write(&state, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("root"), "{err}");
-        let err = target.write(&state, false).await.unwrap_err();
+        let err = target.as_store().write(&state, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains("--etcd-auth"), "{err}");
 
-        let down: TargetStore = format!("etcd://127.0.0.1:{port}").parse().unwrap();
+        let down = parse_url(&format!("etcd://127.0.0.1:{port}")).unwrap();
         let err = down.write(&state, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     });

@@ -11,7 +11,7 @@ use metapitr::jsonl;
 use metapitr::repo::Repo;
 use metapitr::restore::{self, Target};
 use metapitr::sim::{self, RunReport, Simulator};
-use metapitr::store::TargetStore;
+use metapitr::store::{DirStore, MetaStore};
 
 fn assert_truth(state: &metapitr::model::State, truth: &Path, what: &str) {
     let c = jsonl::compare(
@@ -36,10 +36,7 @@ async fn restore_into(repo: &Repo, timeline: Option<u32>, target: u64, dir: &Pat
     let (_, state) = restore::materialize(repo, timeline, Target::Epoch(target))
         .await
         .unwrap();
-    TargetStore::Dir(dir.to_path_buf())
-        .write(&state, false)
-        .await
-        .unwrap();
+    DirStore::new(dir).write(&state, false).await.unwrap();
 }
 
 /// Restore twice in a row, each time going on recording; then restore a point of the

@@ -74,12 +74,12 @@ impl EtcdAuthArg {
     /// etcd store) and the credentials (for an etcd store).
     pub(crate) fn store(&self, s: &str, ctx: &Ctx) -> Result<TargetStore> {
         let store = s.parse::<TargetStore>()?;
-        if !matches!(store, TargetStore::Etcd(_) | TargetStore::Postgres(_)) {
+        if !store.is_remote() {
             return Ok(store);
         }
         let settings = ctx.settings(&self.flags())?;
         let store = store.with_network(settings.network.timeouts());
-        if !matches!(store, TargetStore::Etcd(_)) {
+        if !store.is_etcd() {
             return Ok(store);
         }
         Ok(store.with_etcd_auth(settings.etcd.credentials(self.etcd_auth)?))

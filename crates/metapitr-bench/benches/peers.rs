@@ -33,7 +33,7 @@ use futures::StreamExt;
 use metapitr::bench::{self, PeerSample, Peers, RecoveryConfig, RecoveryResult};
 use metapitr::model::{Change, State};
 use metapitr::repo::{Repo, RepoLocation};
-use metapitr::store::{postgres, sql, TargetStore};
+use metapitr::store::{parse_url, postgres, sql, DirStore, MetaStore};
 
 struct Args {
     cfg: RecoveryConfig,
@@ -212,9 +212,8 @@ async fn run(args: &Args) -> Result<(), String> {
 
     eprintln!("etcd: snapshot save and restore of the newest state");
     let etcd_peer = etcd::EtcdPeer::start(&mkdir(&work.join("etcd"))?)?;
-    let target: TargetStore = format!("etcd://{}/meta/", etcd_peer.endpoint())
-        .parse()
-        .map_err(|e: metapitr::Error| e.to_string())?;
+    let target =
+        parse_url(&format!("etcd://{}/meta/", etcd_peer.endpoint())).map_err(|e| e.to_string())?;
     target
         .write(&newest, false)
         .await
@@ -248,7 +247,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let f = std::fs::File::open(&export).map_err(|e| e.to_string())?;
     let imported =
         metapitr::jsonl::read(std::io::BufReader::new(f), false).map_err(|e| e.to_string())?;
-    TargetStore::Dir(work.join("imported"))
+    DirStore::new(work.join("imported"))
         .write(&imported, false)
         .await
         .map_err(|e| e.to_string())?;

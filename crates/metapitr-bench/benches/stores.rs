@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use metapitr::sim::{self, RunOptions, SimConfig, Simulator};
-use metapitr::store::{PgTarget, TargetStore};
+use metapitr::store::{parse_url, JsonlStore, MetaStore, PgTarget, SqliteStore};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -52,14 +52,20 @@ fn stores(c: &mut Criterion) {
         state.hummock.sst_count()
     );
 
-    let targets: Vec<(&str, TargetStore)> = vec![
-        ("jsonl", TargetStore::Jsonl(dir.path().join("bench.jsonl"))),
-        ("sqlite", TargetStore::Sqlite(dir.path().join("bench.db"))),
+    let targets: Vec<(&str, Box<dyn MetaStore>)> = vec![
+        (
+            "jsonl",
+            Box::new(JsonlStore::File(dir.path().join("bench.jsonl"))),
+        ),
+        (
+            "sqlite",
+            Box::new(SqliteStore::new(dir.path().join("bench.db"))),
+        ),
         (
             "postgres",
-            TargetStore::Postgres(PgTarget::new(servers::postgres().create_db())),
+            Box::new(PgTarget::new(servers::postgres().create_db())),
         ),
-        ("etcd", servers::etcd().url("bench").parse().unwrap()),
+        ("etcd", parse_url(&servers::etcd().url("bench")).unwrap()),
     ];
     let mut g = c.benchmark_group("store");
     g.sample_size(10).measurement_time(Duration::from_secs(10));

@@ -8,13 +8,13 @@ use crate::error::Result;
 use crate::model::State;
 use crate::progress::{Bars, Progress, Unit};
 use crate::restore::{self, Target};
-use crate::store::TargetStore;
+use crate::store::{JsonlStore, MetaStore};
 
 pub(crate) async fn run(a: ExportArgs, ctx: &Ctx) -> Result<()> {
     let state = read(&a, ctx).await?;
     let target = match a.output {
-        Some(p) if p.as_os_str() != "-" => TargetStore::Jsonl(p),
-        _ => TargetStore::Stdout,
+        Some(p) if p.as_os_str() != "-" => JsonlStore::File(p),
+        _ => JsonlStore::Stdio,
     };
     let spin = Progress::spinner(&format!("writing {target}"), ctx.quiet);
     let r = target
@@ -31,7 +31,7 @@ async fn read(a: &ExportArgs, ctx: &Ctx) -> Result<State> {
         return crate::store::read_wal_dir(dir, at);
     }
     if let Some(s) = &a.from_store {
-        return a.etcd.store(s, ctx)?.read().await;
+        return a.etcd.store(s, ctx)?.as_store().read().await;
     }
     let repo = open_repo(&a.repo, ctx)?;
     let target = at.map_or(Target::Latest, Target::Epoch);

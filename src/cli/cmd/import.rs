@@ -7,21 +7,22 @@ use crate::epoch;
 use crate::error::{Error, Result};
 use crate::model::{WorkerNode, WorkerType};
 use crate::progress::{Bars, Progress};
-use crate::store::TargetStore;
+use crate::store::{JsonlStore, MetaStore, TargetStore};
 
 pub(crate) async fn run(a: ImportArgs, ctx: &Ctx) -> Result<()> {
     let quiet = ctx.quiet;
     let source = if a.from == "-" {
-        TargetStore::Stdout
+        JsonlStore::Stdio
     } else {
-        TargetStore::Jsonl(a.from.into())
+        JsonlStore::File(a.from.into())
     };
     let store = a.etcd.store(&a.target_store, ctx)?;
-    if store == source {
+    if store == TargetStore::Jsonl(source.clone()) {
         return Err(Error::invalid_input(
             "--from and --target-store name the same file",
         ));
     }
+    let store = store.into_store();
     if !a.force && !store.is_empty().await? {
         return Err(Error::target_not_empty(store.to_string()));
     }

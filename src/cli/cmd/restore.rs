@@ -11,13 +11,15 @@ use crate::error::{Error, Result};
 use crate::progress::{Bars, Progress, Unit};
 use crate::repo::{Repo, RepoLocation};
 use crate::restore::{self, Target};
-use crate::store::TargetStore;
+use crate::store::{JsonlStore, TargetStore};
 
 pub(crate) async fn run(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     let quiet = ctx.quiet;
     let repo = open_repo(&a.repo, ctx)?;
     let target = target(&a)?;
     let store = a.etcd.store(&a.target_store, ctx)?;
+    let to_stdout = store == TargetStore::Jsonl(JsonlStore::Stdio);
+    let store = store.into_store();
     if !a.force && !store.is_empty().await? {
         return Err(Error::target_not_empty(store.to_string()));
     }
@@ -25,7 +27,6 @@ pub(crate) async fn run(a: RestoreArgs, ctx: &Ctx) -> Result<()> {
     let t = Instant::now();
     let m = repo.manifest().await?;
     let plan = restore::plan(&repo, &m, a.timeline, target).await?;
-    let to_stdout = store == TargetStore::Stdout;
     // Messages only: a reader of them that went away does not stop the restore.
     let say = |s: String| {
         if to_stdout {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Bars, Progress, Unit};
 use crate::repo::Repo;
 use crate::sim::{self, RunOptions, SimConfig, TruthOptions};
-use crate::store::TargetStore;
+use crate::store::{DirStore, TargetStore};
 
 pub(crate) async fn run(a: SimulateArgs, ctx: &Ctx) -> Result<()> {
     let opts = options(&a)?;
@@ -97,7 +97,7 @@ fn options(a: &SimulateArgs) -> Result<RunOptions> {
 /// Makes `wal_dir` the native store `from` names (copying it unless it is the same
 /// directory), for `--resume-from`; errors name the flags.
 fn prepare_resume(from: &str, wal_dir: &Path) -> Result<()> {
-    let TargetStore::Dir(src) = from.parse::<TargetStore>()? else {
+    let TargetStore::Dir(DirStore(src)) = from.parse::<TargetStore>()? else {
         return Err(Error::invalid_input(format!(
             "--resume-from {from}: only a native store (dir:PATH) can be resumed"
         )));

@@ -37,11 +37,15 @@
 
 use std::collections::HashSet;
 
+use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use super::MetaStore;
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::State;
 use crate::net::Timeouts;
 
 /// The prefix used when the target URL names none.
@@ -70,12 +74,7 @@ mod code {
 
 const EXPECTED_FORM: &str = "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]";
 
-/// Username and password for an etcd cluster with authentication enabled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdCredentials {
-    pub username: String,
-    pub password: String,
-}
+pub use super::EtcdCredentials;
 
 /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,35 +146,9 @@ impl EtcdTarget {
         })
     }
 
-    /// Whether no key at all lies under the prefix.
-    pub async fn is_empty(&self) -> Result<bool> {
-        let mut c = Client::connect(self).await?;
-        let (start, end) = self.range();
-        let v = c
-            .call(
-                "/v3/kv/range",
-                &json!({"key": B64.encode(start), "range_end": B64.encode(end),
-                        "limit": 1, "keys_only": true}),
-            )
-            .await?;
-        Ok(kvs(&v).is_empty())
-    }
-
-    /// Deletes every key under the prefix.
-    pub async fn clear(&self) -> Result<()> {
-        let mut c = Client::connect(self).await?;
-        let (start, end) = self.range();
-        c.call(
-            "/v3/kv/deleterange",
-            &json!({"key": B64.encode(start), "range_end": B64.encode(end)}),
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Writes the export `lines` (header first, as [`crate::jsonl::lines`] gives them) under
     /// the prefix, in the order the module documentation describes.
-    pub async fn write(&self, lines: &[Value]) -> Result<()> {
+    pub async fn write_lines(&self, lines: &[Value]) -> Result<()> {
         let (header, rest) = lines.split_first().ok_or_else(|| {
             Error::internal(format!("nothing to write into {self}: the export is empty"))
         })?;
@@ -223,11 +196,11 @@ impl EtcdTarget {
         .await
     }
 
-    /// Reads back what [`Self::write`] wrote: the header first, then every other line (in
+    /// Reads back what [`Self::write_lines`] wrote: the header first, then every other line (in
     /// key order). Fails with [`ErrorKind::Corruption`] when the prefix holds an incomplete
     /// restore or a value that is not an export line, and with [`ErrorKind::NotFound`] when
     /// it holds nothing.
-    pub async fn read(&self) -> Result<Vec<Value>> {
+    pub async fn read_lines(&self) -> Result<Vec<Value>> {
         let mut c = Client::connect(self).await?;
         let (mut start, end) = self.range();
         let mut revision: Option<i64> = None;
@@ -342,6 +315,44 @@ impl EtcdTarget {
 impl std::fmt::Display for EtcdTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "etcd://{}{}", self.endpoints.join(","), self.prefix)
+    }
+}
+
+#[async_trait]
+impl MetaStore for EtcdTarget {
+    /// Whether no key at all lies under the prefix.
+    async fn is_empty(&self) -> Result<bool> {
+        let mut c = Client::connect(self).await?;
+        let (start, end) = self.range();
+        let v = c
+            .call(
+                "/v3/kv/range",
+                &json!({"key": B64.encode(start), "range_end": B64.encode(end),
+                        "limit": 1, "keys_only": true}),
+            )
+            .await?;
+        Ok(kvs(&v).is_empty())
+    }
+
+    /// Deletes every key under the prefix.
+    async fn clear(&self) -> Result<()> {
+        let mut c = Client::connect(self).await?;
+        let (start, end) = self.range();
+        c.call(
+            "/v3/kv/deleterange",
+            &json!({"key": B64.encode(start), "range_end": B64.encode(end)}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn write_with(&self, state: &State, force: bool, force_clear: bool) -> Result<()> {
+        super::make_room(self, force, force_clear).await?;
+        self.write_lines(&crate::jsonl::lines(state)).await
+    }
+
+    async fn read(&self) -> Result<State> {
+        super::state_from_lines(&self.to_string(), self.read_lines().await?)
     }
 }
 

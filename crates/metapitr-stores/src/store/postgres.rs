@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, GenericClient, NoTls, Statement};
 
 use super::sql::{self, Col, Dialect, RowOp, SqlValue};
+use super::MetaStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{id_category_name, State, ID_CATEGORIES};
 use crate::net::Timeouts;
@@ -19,14 +21,31 @@ type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 /// Rows sent to the server before waiting for their results.
 const PIPELINE: usize = 512;
 
-/// `postgres://USER:PASSWORD@HOST:PORT/DB`: the URL with its password hidden, for messages.
+/// `postgres://USER:PASSWORD@HOST:PORT/DB`: the URL with its password hidden, for messages,
+/// also when the URL does not parse (a bad port, say).
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_unparsed(url),
+    }
+}
+
+/// `SCHEME://USER:PASSWORD@REST` as `SCHEME://USER:***@REST`; anything else as it is.
+fn redact_unparsed(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return s.to_string();
+    };
+    match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+        None => s.to_string(),
     }
 }
 
@@ -52,6 +71,26 @@ impl PgTarget {
 impl std::fmt::Display for PgTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redact(&self.url))
+    }
+}
+
+#[async_trait]
+impl MetaStore for PgTarget {
+    async fn is_empty(&self) -> Result<bool> {
+        is_empty(self).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        clear(self).await
+    }
+
+    /// [`write`]: one transaction, which checks the tables are empty itself.
+    async fn write_with(&self, state: &State, force: bool, _force_clear: bool) -> Result<()> {
+        write(self, state, force).await
+    }
+
+    async fn read(&self) -> Result<State> {
+        read(self).await
     }
 }
 
@@ -551,4 +590,31 @@ impl ToSql for SqlValue {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn the_password_never_shows() {
+        for (url, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            (
+                "postgres://u:secret@h:notaport/db",
+                "postgres://u:***@h:notaport/db",
+            ),
+            (
+                "postgresql://u:s@cret@h:x/db?sslmode=disable",
+                "postgresql://u:***@h:x/db?sslmode=disable",
+            ),
+            ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+            ("postgres://h:x/db", "postgres://h:x/db"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
 }

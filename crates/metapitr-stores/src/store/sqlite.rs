@@ -5,12 +5,54 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
 use super::sql::{self, Col, Dialect, RowOp, SqlValue};
+use super::MetaStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::State;
+
+/// A SQLite file (`sqlite:PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteStore(pub PathBuf);
+
+impl SqliteStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteStore(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&name(&self.0))
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn is_empty(&self) -> Result<bool> {
+        is_empty(&self.0).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        clear(&self.0).await
+    }
+
+    /// [`write`]: one transaction, which checks the tables are empty itself.
+    async fn write_with(&self, state: &State, force: bool, _force_clear: bool) -> Result<()> {
+        write(&self.0, state, force).await
+    }
+
+    async fn read(&self) -> Result<State> {
+        read(&self.0).await
+    }
+}
 
 fn name(p: &Path) -> String {
     format!("sqlite:{}", p.display())
