@@ -105,6 +105,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "demo",
             "fuzz",
             "faulty_store",
+            "servers",
+            "servers::proc",
+            "servers::s3",
         ],
     ),
 ];

@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod bin;
-pub mod s3;
-pub mod servers;
+#[allow(unused_imports)]
+pub use metapitr_testkit::servers;
+#[allow(unused_imports)]
+pub use metapitr_testkit::servers::s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,9 +22,7 @@ mod etcd;
 #[allow(dead_code)]
 #[path = "peers/pg.rs"]
 mod pg;
-#[allow(dead_code)]
-#[path = "../../../tests/common/s3.rs"]
-mod s3;
+use metapitr_testkit::servers::s3;
 
 use std::path::PathBuf;
 use std::time::Instant;

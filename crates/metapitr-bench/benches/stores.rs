@@ -6,9 +6,7 @@
 //! default rates; its size in export lines is printed, so that rates can be given per
 //! line.
 
-#[allow(dead_code)]
-#[path = "../../../tests/common/servers.rs"]
-mod servers;
+use metapitr_testkit::servers;
 
 use std::time::Duration;
 

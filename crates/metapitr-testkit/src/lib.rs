@@ -10,3 +10,7 @@ use metapitr_model::*;
 pub mod faulty_store;
 pub mod fuzz;
 pub mod sim;
+// The servers the integration tests and benches start (etcd, PostgreSQL, an S3 server),
+// only with the `servers` feature: a build of the command line compiles none of it.
+#[cfg(feature = "servers")]
+pub mod servers;

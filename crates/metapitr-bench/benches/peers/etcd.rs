@@ -5,9 +5,7 @@
 //! Reads and writes go through etcd's JSON gRPC gateway (`POST /v3/kv/…`) on the client
 //! port. The servers die with the bench process and are stopped on drop.
 
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../../../../tests/common/proc.rs"]
-mod proc;
+use metapitr_testkit::servers::proc;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

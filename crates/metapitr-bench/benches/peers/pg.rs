@@ -11,9 +11,7 @@
 //! PostgreSQL refuses to start when the archived WAL ends before such a commit: call
 //! [`PgPeer::flush_archive`] after the last commit a restore targets, and before restoring.
 
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../../../../tests/common/proc.rs"]
-mod proc;
+use metapitr_testkit::servers::proc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use metapitr::repo::{RepoLocation, S3Options};
+use crate::repo::{RepoLocation, S3Options};
 
 pub const ACCESS_KEY: &str = "metapitr-test-access";
 pub const SECRET_KEY: &str = "metapitr-test-secret-0123456789";

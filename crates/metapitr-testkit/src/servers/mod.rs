@@ -8,8 +8,8 @@
 //! normal exit an `atexit` handler also stops them and removes their directories. A server
 //! that cannot start panics with the tail of its log: it fails the test, never skips it.
 
-#[path = "proc.rs"]
-mod proc;
+pub mod proc;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
