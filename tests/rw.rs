@@ -165,3 +165,28 @@ fn apply_refuses_deltas_out_of_order_and_objects_of_the_wrong_kind() {
     );
     assert!(err.contains("not a HummockVersionDelta"), "{err}");
 }
+
+#[test]
+fn missing_paths_directories_and_special_files_are_refused_without_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("nothing-here");
+    fails(&["rw", "inspect", missing.to_str().unwrap()], 4);
+    let err = fails(&["rw", "inspect", d.path().to_str().unwrap()], 2);
+    assert!(err.contains("not a regular file"), "{err}");
+    // A FIFO no one writes to: reading it would wait forever.
+    let fifo = d.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = fails(&["rw", "inspect", fifo.to_str().unwrap()], 2);
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = fails(
+        &[
+            "rw",
+            "apply",
+            &vector("version_10.bin"),
+            fifo.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("not a regular file"), "{err}");
+}

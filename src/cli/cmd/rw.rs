@@ -40,6 +40,14 @@ fn from_rw(file: &str, e: RwError) -> Error {
 
 fn read(path: &Path) -> Result<(String, Inspected)> {
     let name = path.display().to_string();
+    // A FIFO or a socket would block the read until some writer appears: only a regular
+    // file (or what a symlink names) holds an object.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid_input(format!(
+            "{name} is not a regular file; give the file an object was saved in"
+        )));
+    }
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let i = metapitr_rw::inspect_named(&name, &data).map_err(|e| from_rw(&name, e))?;
     Ok((name, i))
