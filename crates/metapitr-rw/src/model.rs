@@ -13,16 +13,24 @@ use crate::wire::{KnownFields, Node};
 pub trait Tree {
     /// The original bytes, when neither this node nor any descendant has changed.
     fn pristine_bytes(&self) -> Option<&Bytes>;
+    /// The bytes of this subtree encoded anew from its parts (each part's own bytes as
+    /// [`Tree::to_bytes`] gives them, with the same `fresh`).
+    fn encode_parts(&self, fresh: bool) -> Bytes;
     /// The bytes of this subtree: the original ones where unchanged unless `fresh`, in
     /// which case everything is encoded anew (unknown records merged back in).
-    fn to_bytes(&self, fresh: bool) -> Bytes;
+    fn to_bytes(&self, fresh: bool) -> Bytes {
+        match self.pristine_bytes() {
+            Some(b) if !fresh => b.clone(),
+            _ => self.encode_parts(fresh),
+        }
+    }
 }
 
 impl<M: prost::Message + Default + Clone + KnownFields> Tree for Node<M> {
     fn pristine_bytes(&self) -> Option<&Bytes> {
         self.original()
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         if fresh {
             self.encode_fresh()
         } else {
@@ -166,12 +174,7 @@ impl Tree for Sst {
         let o = self.node.original()?;
         opt_same(&self.node.msg().key_range, &self.key_range).then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.key_range = self.key_range.as_ref().map(|k| k.to_bytes(fresh));
         self.node.encode_msg(&m)
@@ -216,12 +219,7 @@ impl Tree for Level {
         let o = self.node.original()?;
         list_same(&self.node.msg().table_infos, self.ssts.iter()).then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.table_infos = self.ssts.iter().map(|s| s.to_bytes(fresh)).collect();
         self.node.encode_msg(&m)
@@ -259,12 +257,7 @@ impl Tree for L0 {
         let o = self.node.original()?;
         list_same(&self.node.msg().sub_levels, self.sub_levels.iter()).then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.sub_levels = self.sub_levels.iter().map(|s| s.to_bytes(fresh)).collect();
         self.node.encode_msg(&m)
@@ -313,12 +306,7 @@ impl Tree for Group {
         let m = self.node.msg();
         (opt_same(&m.l0, &self.l0) && list_same(&m.levels, self.levels.iter())).then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.l0 = self.l0.as_ref().map(|l| l.to_bytes(fresh));
         m.levels = self.levels.iter().map(|s| s.to_bytes(fresh)).collect();
@@ -413,12 +401,7 @@ impl Tree for Version {
         (map_same(&m.levels, &self.groups) && map_same(&m.state_table_info, &self.state_table_info))
             .then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.levels = map_bytes(&self.groups, fresh);
         m.state_table_info = map_bytes(&self.state_table_info, fresh);
@@ -589,13 +572,8 @@ impl Tree for GroupDelta {
             _ => None,
         }
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         use pb::group_delta::DeltaType as D;
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
         let mut m = self.node.msg().clone();
         m.delta_type = self.child(fresh).map(|(b, _)| match &self.kind {
             GroupDeltaKind::IntraLevel { .. } => D::IntraLevel(b),
@@ -621,12 +599,7 @@ impl Tree for GroupDeltas {
         let o = self.node.original()?;
         list_same(&self.node.msg().group_deltas, self.deltas.iter()).then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.group_deltas = self.deltas.iter().map(|d| d.to_bytes(fresh)).collect();
         self.node.encode_msg(&m)
@@ -696,12 +669,7 @@ impl Tree for Delta {
             && map_same(&m.state_table_info_delta, &self.state_table_info_delta))
         .then_some(o)
     }
-    fn to_bytes(&self, fresh: bool) -> Bytes {
-        if !fresh {
-            if let Some(b) = self.pristine_bytes() {
-                return b.clone();
-            }
-        }
+    fn encode_parts(&self, fresh: bool) -> Bytes {
         let mut m = self.node.msg().clone();
         m.group_deltas = map_bytes(&self.group_deltas, fresh);
         m.state_table_info_delta = map_bytes(&self.state_table_info_delta, fresh);
